@@ -1,0 +1,43 @@
+"""The training notebook as papermill runs it, and runs that survive interruption."""
+import ast, json, os, signal, subprocess, sys, time
+from pathlib import Path
+import pytest
+from conftest import ROOT, VENV_BIN
+
+NB = ROOT/'nbs'/'05_train.ipynb'
+
+def _param_cell():
+    nb = json.loads(NB.read_text())
+    cells = [c for c in nb['cells'] if 'parameters' in c.get('metadata', {}).get('tags', [])]
+    assert len(cells) == 1, "05_train must have exactly one cell tagged 'parameters'"
+    return ''.join(cells[0]['source'])
+
+def test_parameters_cell_mirrors_config():
+    "Every TrainConfig field is in the parameters cell with the same default, a type annotation and a comment."
+    from sfda_nb.train import TrainConfig
+    import dataclasses
+    src = _param_cell()
+    tree = ast.parse(src)
+    cell = {n.target.id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.AnnAssign)}
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    assert set(cell) == set(fields)
+    for k, v in fields.items(): assert cell[k] == v, k
+    for line in src.splitlines():
+        if line.strip(): assert '#' in line and ':' in line.split('=')[0], f"undocumented parameter line: {line}"
+
+TINY = dict(iters=3, batch_size=2, eval_every=0, eval_max_images=4, source_iters=20, metric_warmup=1, n_per_class=64, threads=1)
+
+def test_papermill_injects_parameters(tmp_path, one_thread):
+    "A tiny papermill run: the injected parameters are the ones the run used."
+    out = tmp_path/'run'
+    args = [str(VENV_BIN/'papermill'), str(NB), str(tmp_path/'out.ipynb'), '-k', 'python3', '--cwd', str(ROOT/'nbs'),
+            '-p', 'out_dir', str(out), '-p', 'method', 'mt_all', '-y', 'crop: [64, 64]']
+    for k, v in TINY.items(): args += ['-p', k, str(v)]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-5000:]
+    m = json.loads((out/'metrics.json').read_text())
+    assert m['config']['iters'] == 3 and m['config']['method'] == 'mt_all' and m['config']['crop'] == [64, 64]
+    assert m['reliability'] == 'none' and m['mix'] == 'classmix'
+    log = [json.loads(l) for l in (out/'log.jsonl').read_text().splitlines()]
+    assert log[-1]['iter'] == 3
+    assert 0 <= m['miou'] <= 100 and len(m['teacher']['last_per_class']) == 19
