@@ -1,0 +1,49 @@
+"""The embedded benchmark's renderer under process kills and concurrent callers (sfda_nb.synth)."""
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import pytest
+from conftest import ROOT
+from sfda_nb.synth import MANIFEST, ensure_benchmark, read_manifest
+
+def _spawn(root, counts, size=(64, 128), domains='synth_gta5', workers=1):
+    code = (f"from sfda_nb.synth import ensure_benchmark; "
+            f"ensure_benchmark({str(root)!r}, size={size!r}, counts={counts!r}, domains={domains!r}, workers={workers})")
+    return subprocess.Popen([sys.executable, '-c', code], cwd=ROOT)
+
+def _kill_when_half_done(proc, root, name='synth_gta5', n=20, timeout=60):
+    "Wait until the render's temp folder holds `n` images, then SIGKILL the process (it never finishes cleanly)."
+    t = time.time()
+    while time.time() - t < timeout:
+        parts = list(root.glob(f'.{name}.partial-*'))
+        if parts and len(list((parts[0]/'images').glob('*.png'))) >= n: break
+        assert proc.poll() is None, "the render finished before it could be killed: raise the count"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL); proc.wait()
+    return parts[0]
+
+def test_killed_first_render_never_looks_complete(tmp_path, one_thread):
+    p = _spawn(tmp_path, 400)
+    partial = _kill_when_half_done(p, tmp_path)
+    assert not (tmp_path/'synth_gta5').exists() and read_manifest(tmp_path/'synth_gta5') is None
+    assert partial.exists()                                  # the leftovers of the killed render...
+    ensure_benchmark(tmp_path, size=(32, 64), counts=3, domains='synth_gta5')
+    assert not partial.exists()                              # ...are removed by the next render
+    assert read_manifest(tmp_path/'synth_gta5')['counts'] == {'train': 3}
+    assert sorted(p.name for p in (tmp_path/'synth_gta5/images').iterdir()) == ['00001.png', '00002.png', '00003.png']
+
+def test_killed_rerender_keeps_the_previous_render(tmp_path, one_thread):
+    ensure_benchmark(tmp_path, size=(64, 128), counts=5, domains='synth_gta5')
+    before = (tmp_path/'synth_gta5'/MANIFEST).read_text()
+    p = _spawn(tmp_path, 400)
+    _kill_when_half_done(p, tmp_path)
+    assert (tmp_path/'synth_gta5'/MANIFEST).read_text() == before
+    assert len(list((tmp_path/'synth_gta5/images').glob('*.png'))) == 5
+    ino = (tmp_path/'synth_gta5').stat().st_ino
+    ensure_benchmark(tmp_path, size=(64, 128), counts=5, domains='synth_gta5')     # still valid: nothing to do
+    assert (tmp_path/'synth_gta5').stat().st_ino == ino
+
+def test_concurrent_callers_share_one_render(tmp_path, one_thread):
+    procs = [_spawn(tmp_path, 20, domains=['synth_gta5', 'synth_synthia']) for _ in range(2)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    for d in ('synth_gta5', 'synth_synthia'): assert read_manifest(tmp_path/d)['counts'] == {'train': 20}
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith('.') and p.name != '.synth_render.lock'] == []

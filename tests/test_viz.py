@@ -1,0 +1,233 @@
+"""Headless tests of sfda_nb.viz: drive the widgets as a user would (set a control's value) and check what
+the figures show; synthetic tensors and a tiny model, a few seconds in all."""
+import io, json, math, os
+from contextlib import redirect_stdout
+from types import SimpleNamespace
+
+import matplotlib
+matplotlib.use('Agg')
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sfda_nb import metric, models, viz
+from sfda_nb.core import IGNORE, upsample
+
+PAL = np.array([[128, 64, 128], [0, 0, 142], [70, 130, 180]], np.uint8)
+PROTO = SimpleNamespace(name='toy3', class_names=('road', 'car', 'sky'), num_classes=3, palette=PAL)
+
+
+def toy_dataset(n=4, H=32, W=48, seed=0, labels=True):
+    g = torch.Generator().manual_seed(seed)
+    items = []
+    for i in range(n):
+        label = torch.zeros(H, W, dtype=torch.long); label[H // 3:] = 1; label[2 * H // 3:] = 2
+        img = (torch.rand(3, H, W, generator=g) * 90 + label[None] * 60).to(torch.uint8)
+        items.append({'img': img, 'label': label if labels else torch.full((H, W), IGNORE),
+                      'has_label': labels, 'name': f'toy_{seed}_{i}'})
+    return items
+
+
+@pytest.fixture(scope='module')
+def setup():
+    "A tiny network trained for a few steps (so confidences spread over [0.3, 1]) and a metric learner."
+    torch.manual_seed(0); torch.set_num_threads(1)
+    net = models.build_model('small', 3, width=4, feat_dim=8)
+    ds = toy_dataset()
+    x = torch.stack([d['img'] for d in ds]).float() / 255
+    y = torch.stack([d['label'] for d in ds])
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(8):
+        loss = F.cross_entropy(upsample(net(x).logits, y.shape[-2:]), y)
+        opt.zero_grad(); loss.backward(); opt.step()
+    learner = metric.MetricLearner(8, 3, dim=8, hidden=16, n_per_class=32, lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    net.eval()
+    with torch.no_grad(): out = net(x)
+    for _ in range(10): learner.update(out.feats, out.logits.argmax(1), g)
+    return SimpleNamespace(net=net, learner=learner, ds=ds)
+
+
+def panels(fig):
+    "The nine panel axes of an explorer figure (colorbars come after them)."
+    return fig.axes[:9]
+
+
+def test_explorer_controls_change_the_figure(setup):
+    preds = viz.Predictions(setup.net, setup.net, setup.learner, protocol=PROTO)
+    unl = toy_dataset(2, seed=5, labels=False)
+    ex = viz.ReliabilityExplorer({'val': setup.ds, 'train': unl}, preds, threshold=0.5)
+    titles = [a.get_title() for a in panels(ex.fig)]
+    assert titles[:3] == ['image toy_0_0', 'ground truth', 'teacher pseudo-label']
+    assert titles[3].startswith('metric reliability') and titles[4].startswith('softmax confidence')
+    assert titles[5] == 'student prediction' and titles[6].startswith('pseudo-label errors')
+    assert len(ex.fig.axes) == 9 + 3  # colourbars: reliability, confidence, reliability of discarded
+
+    ex.index.value = 3
+    assert panels(ex.fig)[0].get_title() == 'image toy_0_3'
+
+    # the threshold panels follow the slider, pixel for pixel
+    p = ex.current()
+    assert p.conf.min() < 0.6 and p.conf.max() > 0.9  # a spread of confidences
+    shown = []
+    for t in (0.3, 0.6, 0.8, 0.95, 1.0):
+        ex.threshold.value = t
+        keep_ax, rel_ax = panels(ex.fig)[7], panels(ex.fig)[8]
+        n_drop = int((p.conf < t).sum())
+        assert keep_ax.get_title() == f'threshold {t:.2f} keeps {100 * (1 - n_drop / p.conf.size):.0f}%'
+        shown_rel = rel_ax.images[0].get_array()
+        assert int((~shown_rel.mask).sum()) == n_drop
+        np.testing.assert_allclose(shown_rel.compressed(), p.rel[p.conf < t], rtol=1e-6)
+        assert f'discards {100 * n_drop / p.conf.size:.1f}% of {p.conf.size} pixels' in ex.summary()
+        shown.append(n_drop)
+    assert shown == sorted(shown) and shown[0] < shown[-1]
+
+    # a focus class: only that class in the label panels, the legend names it
+    ex.threshold.value = 0.8
+    ex.focus.value = 2
+    assert ex.fig._suptitle.get_text() == 'toy_0_3: class sky'
+    gt = panels(ex.fig)[1].images[0].get_array().reshape(-1, 3)
+    assert {tuple(c) for c in np.unique(gt, axis=0)} <= {(0, 0, 0), tuple(PAL[2])}
+    assert [t.get_text() for t in ex.fig.legends[0].texts] == ['sky']
+    assert f'of {int((p.pseudo == 2).sum())} pixels' in ex.summary()
+
+    # another split: the slider is clamped and the missing labels are said, not drawn
+    ex.split.value = 'train'
+    assert (ex.index.max, ex.index.value) == (1, 1)
+    assert panels(ex.fig)[1].texts[0].get_text() == 'no labels in this split'
+    assert panels(ex.fig)[0].get_title() == 'image toy_5_1'
+
+
+def test_explorer_renders_into_its_output_in_a_kernel(setup, monkeypatch):
+    shown = []
+    monkeypatch.setattr(viz, '_in_kernel', lambda: True)
+    monkeypatch.setattr(viz, 'display', lambda obj: shown.append(obj))
+    ex = viz.ReliabilityExplorer(setup.ds, viz.Predictions(setup.net, protocol=PROTO))
+    ex.index.value = 1
+    ex.focus.value = 0
+    assert len(shown) == 3 and shown[-1] is ex.fig  # one figure per render, the latest one
+    assert ex.split.layout.display == 'none'  # a single dataset: no split control
+    assert panels(ex.fig)[3].texts[0].get_text() == 'no metric network'
+    assert panels(ex.fig)[5].texts[0].get_text() == 'no student'
+    n = ex.predictions.n_computed
+    ex.focus.value = 1; ex.threshold.value = 0.3
+    assert ex.predictions.n_computed == n  # the same image again: from the cache
+
+
+def test_predictions_from_run_round_trip(setup, tmp_path):
+    preds = viz.Predictions(setup.net, setup.net, setup.learner)
+    models.save_model(tmp_path/'teacher.pt', setup.net, {'method': 'stvm'}, protocol='cs19')
+    models.save_model(tmp_path/'student.pt', setup.net, {'method': 'stvm'}, protocol='cs19')
+    torch.save(setup.learner.checkpoint(), tmp_path/'metric.pt')
+    (tmp_path/'metrics.json').write_text(json.dumps({'protocol': 'cs19', 'miou': 1.0}))
+    loaded = viz.Predictions.from_run(tmp_path, device='cpu')
+    a, b = preds.get(setup.ds, 2), loaded.get(setup.ds, 2)
+    np.testing.assert_allclose(a.rel, b.rel, atol=1e-5)
+    np.testing.assert_array_equal(a.pseudo, b.pseudo)
+    assert loaded.metrics['miou'] == 1.0 and loaded.protocol == 'cs19'
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_predictions_on_gpu_come_back_to_the_cpu(setup):
+    import copy
+    net, learner = copy.deepcopy(setup.net).cuda(), copy.deepcopy(setup.learner).cuda()
+    gpu = viz.Predictions(net, net, learner).get(setup.ds, 0)
+    cpu = viz.Predictions(setup.net, setup.net, setup.learner).get(setup.ds, 0)
+    assert isinstance(gpu.rel, np.ndarray) and isinstance(gpu.pseudo, np.ndarray)
+    np.testing.assert_allclose(gpu.conf, cpu.conf, atol=1e-3)
+    fig = viz.explorer_panels(gpu, PAL)
+    assert len(panels(fig)) == 9
+    assert viz.colorize(torch.tensor([[0, 2]], device='cuda'), PAL).tolist() == [[PAL[0].tolist(), PAL[2].tolist()]]
+
+
+def test_live_frontend_detection(monkeypatch):
+    for k in ('PAPERMILL', 'IN_TEST', 'CI', 'SFDA_NO_LIVE', 'JPY_SESSION_NAME'): monkeypatch.delenv(k, raising=False)
+    assert viz.live_frontend() is False  # no kernel
+    monkeypatch.setattr(viz, 'get_ipython', lambda: SimpleNamespace(kernel=object(), user_ns={}))
+    assert viz.live_frontend() is False  # a kernel, but no frontend (nbclient, papermill)
+    monkeypatch.setenv('JPY_SESSION_NAME', '/home/u/nbs/05_train.ipynb')
+    assert viz.live_frontend() is True  # JupyterLab's kernel
+    for k in ('PAPERMILL', 'IN_TEST', 'CI'):
+        monkeypatch.setenv(k, '1'); assert viz.live_frontend() is False; monkeypatch.delenv(k)
+    monkeypatch.setenv('CI', 'false'); assert viz.live_frontend() is True
+    monkeypatch.delenv('JPY_SESSION_NAME')
+    monkeypatch.setattr(viz, 'get_ipython', lambda: SimpleNamespace(kernel=object(), user_ns={'__vsc_ipynb_file__': 'x.ipynb'}))
+    assert viz.live_frontend() is True  # VS Code
+
+
+def fake_run(evals=()):
+    return SimpleNamespace(total=40, a=SimpleNamespace(it=0), evals=list(evals), last_log=None)
+
+def step(run, view, it, **log):
+    "What train.fit does: the step, JsonLog's record every 10 steps, then the other callbacks."
+    run.a.it = it
+    if it % 10 == 0 or it == run.total: run.last_log = {'iter': it, 'loss': 0.5, 'metric_loss': 2.0, 'rel_mean': 0.7, 'conf_mean': 0.9, **log}
+    view.after_step(run, None)
+
+
+def test_live_view_prints_where_nobody_watches(monkeypatch):
+    monkeypatch.setenv('IN_TEST', '1')
+    run, view = fake_run(), viz.LiveView(every=20)
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        view.before_fit(run)
+        for it in range(1, 41):
+            if it == 20: run.evals.append({'iter': 20, 'teacher': {'miou': 41.0}, 'student': {'miou': 40.0}})
+            step(run, view, it)
+        run.evals.append({'iter': 40, 'teacher': {'miou': 43.5}, 'student': {'miou': 42.0}})
+        view.after_fit(run)
+    assert view.live is False and view.fig is None
+    assert [r['iter'] for r in view.records] == [10, 20, 30, 40]  # each log record once
+    assert buf.getvalue().splitlines() == [
+        'iter 20: loss 0.500, metric loss 2.000, reliability 0.700, confidence 0.900; iter 20: mIoU teacher 41.0, student 40.0',
+        'iter 40: loss 0.500, metric loss 2.000, reliability 0.700, confidence 0.900; iter 20: mIoU teacher 41.0, student 40.0',
+        'done: iter 40: mIoU teacher 43.5, student 42.0']
+
+
+def test_live_view_updates_a_figure_in_jupyterlab(monkeypatch):
+    shown = []
+    monkeypatch.setattr(viz, 'live_frontend', lambda: True)
+    monkeypatch.setattr(viz, 'display', lambda obj: shown.append(obj))
+    run, view = fake_run(), viz.LiveView()
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        view.before_fit(run)
+        for it in range(1, 31): step(run, view, it, rel_mean=it / 100)
+        run.evals.append({'iter': 30, 'teacher': {'miou': 44.0}, 'student': {'miou': 43.0}})
+        view.after_fit(run)
+    assert buf.getvalue() == ''  # no log lines when live
+    assert shown == [view.fig]  # displayed once, then updated in place
+    tr = {t.name: t for t in view.fig.data}
+    assert list(tr['rel_mean'].x) == [10, 20, 30] and list(tr['rel_mean'].y) == [0.1, 0.2, 0.3]
+    assert list(tr['teacher_miou'].y) == [44.0] and list(tr['student_miou'].x) == [30]
+
+
+def test_diagnostics(setup, tmp_path):
+    preds = viz.Predictions(setup.net, setup.net, setup.learner)
+    sc = viz.pixel_scores(preds, setup.ds, max_pixels=500)
+    assert len(sc['correct']) == 4 * 500
+    from sklearn.metrics import roc_auc_score
+    tab = viz.auroc_table({k: sc[k] for k in ('reliability', 'confidence', 'certainty')}, sc['correct'])
+    for row in tab: assert math.isclose(row['auroc'], roc_auc_score(sc['correct'], sc[row['score']]), abs_tol=1e-9)
+    assert 'auroc' in repr(tab).splitlines()[0]
+    # ECE by hand on a tiny example: bins [0, .5) and [.5, 1]
+    c = viz.calibration(np.array([0.2, 0.4, 0.9, 0.7]), np.array([0, 1, 1, 1], bool), bins=2)
+    assert np.allclose(c['acc'], [0.5, 1.0]) and np.allclose(c['score'], [0.3, 0.8])
+    assert math.isclose(c['ece'], 0.5 * 0.2 + 0.5 * 0.2)
+    fig = viz.reliability_diagram({'reliability': sc['reliability']}, sc['correct'])
+    assert fig.axes[0].get_legend().texts[1].get_text().startswith('reliability (ECE ')
+    # per-class IoU from EvalResults and a metrics.json record
+    conf = torch.tensor([[5, 1, 0], [0, 4, 0], [0, 0, 0]])
+    ev = models.EvalResult(conf, ['road', 'car', 'sky'], 'toy3', 2)
+    rec = {'teacher': {'last': 70.0, 'last_per_class': {'road': 80.0, 'car': 60.0, 'sky': None}}, 'student': None,
+           'class_names': ['road', 'car', 'sky'], 'source_only': ev.to_dict()}
+    fig = viz.per_class_iou_bars({'source': ev, 'adapted': rec})
+    ax = fig.axes[0]
+    assert [round(b.get_height(), 1) for b in ax.containers[0]] == [round(500 / 6, 1), 80.0, 0.0]
+    assert ax.get_legend().texts[1].get_text() == 'adapted (mIoU 70.0)'
+    # training curves from a log file
+    (tmp_path/'log.jsonl').write_text('\n'.join(json.dumps({'iter': i, 'loss': 1 / i, 'rel_mean': 0.5}) for i in (10, 20)) + '\n')
+    fig = viz.training_curves(viz.read_log(tmp_path))
+    assert list(fig.axes[0].lines[0].get_ydata()) == [0.1, 0.05]
+    assert not fig.axes[3].lines  # no evaluation yet: an empty mIoU panel
