@@ -1,0 +1,116 @@
+"""Runs that survive interruption (chapter 08_scale, issue 7): SIGKILL and resume bit-for-bit, the NaN guard, atomic checkpoints."""
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT
+from sfda_nb import models, synth
+from sfda_nb.core import load_checkpoint, save_checkpoint
+
+# a small STvM run: the metric learner (with its AdamW state), MOCM, the EMA warm-up and periodic evaluation all take part
+TINY = dict(method='stvm', iters=16, metric_warmup=2, batch_size=2, crop='64,64', eval_every=4, eval_max_images=4,
+            n_per_class=64, ckpt_every=4, threads=1)
+
+
+@pytest.fixture(scope='module')
+def source_ckpt(tmp_path_factory):
+    "The embedded benchmark (rendered once, default root) and a seeded small source model, saved like a trained one."
+    synth.ensure_benchmark()
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp('src')/'small.pt'
+    models.save_model(path, models.build_model('small', 19), {'note': 'seeded random init, for tests'}, protocol='cs19')
+    return str(path)
+
+
+def _cmd(out, src, **over):
+    args = [sys.executable, '-m', 'sfda_nb.cli', 'demo', '--out_dir', str(out), '--source_ckpt', src]
+    for k, v in {**TINY, **over}.items(): args += [f'--{k}', str(v)]
+    return args
+
+
+def _env():
+    return {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
+
+
+def _run(out, src, **over):
+    r = subprocess.run(_cmd(out, src, **over), capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300)
+    return r
+
+
+def _results(out):
+    "What must not depend on the interruption: every score, the history, and the final weights."
+    m = json.loads((out/'metrics.json').read_text())
+    keep = {k: m[k] for k in ('miou', 'teacher', 'student', 'source_only', 'history')}
+    teacher = load_checkpoint(out/'teacher.pt')['state_dict']
+    metric = load_checkpoint(out/'metric.pt')['state_dict']
+    return keep, teacher, metric
+
+
+def test_sigkill_and_resume_equals_uninterrupted(tmp_path, source_ckpt):
+    "Kill a run with SIGKILL once its first resumable state exists, resume it: metrics and weights equal an uninterrupted run's bit for bit."
+    ref = _run(tmp_path/'ref', source_ckpt)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+
+    out = tmp_path/'killed'
+    p = subprocess.Popen(_cmd(out, source_ckpt), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), cwd=ROOT)
+    t0 = time.time()
+    while not (out/'state.pt').exists():
+        assert p.poll() is None, "the run ended before writing a resumable state"
+        assert time.time() - t0 < 240, "no state.pt after 240 s"
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL); p.wait()
+    assert not (out/'metrics.json').exists(), "the run finished before it could be killed; make TINY longer"
+    killed_at = load_checkpoint(out/'state.pt')['it']
+    assert 0 < killed_at < 2 + 16
+
+    res = _run(out, source_ckpt, resume=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    a, b = _results(tmp_path/'ref'), _results(out)
+    assert a[0] == b[0]  # miou, per-class IoUs, confusion matrices, history: identical
+    for k in a[1]: assert torch.equal(a[1][k], b[1][k]), f"teacher {k} differs after resuming from iteration {killed_at}"
+    for k in a[2]:
+        if isinstance(a[2][k], torch.Tensor): assert torch.equal(a[2][k], b[2][k]), f"metric learner {k} differs"
+    # a finished run is not run again: resume=True returns its metrics
+    again = _run(out, source_ckpt, resume=True)
+    assert again.returncode == 0 and json.loads((out/'metrics.json').read_text())['history'] == a[0]['history']
+
+
+def test_nonfinite_loss_names_iteration_and_keeps_last_good_state(tmp_path, source_ckpt):
+    "A diverging run (lr 1e8) stops with NonFiniteLoss naming the iteration; state.pt is the last good state: finite, loadable."
+    out = tmp_path/'nan'
+    r = _run(out, source_ckpt, method='mt_all', lr=1e8, ckpt_every=1, eval_every=0)
+    assert r.returncode != 0
+    msg = [l for l in r.stderr.splitlines() if 'NonFiniteLoss' in l]
+    assert msg, r.stderr[-3000:]
+    assert 'at iteration' in msg[-1] and 'state.pt' in msg[-1], msg[-1]
+    bad_it = int(msg[-1].split('at iteration ')[1].split()[0])
+    sd = load_checkpoint(out/'state.pt')
+    assert sd['it'] <= bad_it, (sd['it'], bad_it)  # the state before the bad step (or earlier), never after
+    for name in ('student', 'teacher'):
+        for k, v in sd[name].items():
+            if v.is_floating_point(): assert torch.isfinite(v).all(), f"{name}.{k} is not finite in the kept state"
+    assert not (out/'metrics.json').exists()
+
+
+def test_torn_checkpoint_write_never_replaces_good_state(tmp_path):
+    "A write that dies half-way (an error, or SIGKILL) leaves the previous state.pt byte-identical and loadable."
+    path = tmp_path/'state.pt'
+    good = {'it': 4, 'w': torch.arange(10.)}
+    save_checkpoint(good, path)
+    before = path.read_bytes()
+    with pytest.raises(Exception):  # serialisation fails after the tensor was written
+        save_checkpoint({'it': 8, 'w': torch.zeros(10**6), 'bad': lambda: 0}, path, overwrite=True)
+    assert path.read_bytes() == before and not list(tmp_path.glob('.state.pt.*'))
+    # SIGKILL in the middle of writing a ~200 MB state
+    code = ("import sys, torch; from sfda_nb.core import save_checkpoint; "
+            "save_checkpoint({'it': 8, 'w': torch.ones(50 * 2**20)}, sys.argv[1], overwrite=True)")
+    p = subprocess.Popen([sys.executable, '-c', code, str(path)], env=_env())
+    t0 = time.time()
+    while not any(f.stat().st_size > 0 for f in tmp_path.glob('.state.pt.*.tmp') if f.exists()):
+        assert p.poll() is None and time.time() - t0 < 60, "the writer finished before it could be killed"
+        time.sleep(0.001)
+    p.send_signal(signal.SIGKILL); p.wait()
+    assert path.read_bytes() == before
+    assert load_checkpoint(path)['it'] == 4
