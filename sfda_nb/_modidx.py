@@ -376,6 +376,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'sfda_nb.scale.peak_tflops': ('scale.html#peak_tflops', 'sfda_nb/scale.py'),
                                'sfda_nb.scale.step_flops': ('scale.html#step_flops', 'sfda_nb/scale.py'),
                                'sfda_nb.scale.step_syncs': ('scale.html#step_syncs', 'sfda_nb/scale.py'),
+                               'sfda_nb.scale.time_interleaved': ('scale.html#time_interleaved', 'sfda_nb/scale.py'),
                                'sfda_nb.scale.torchrun_command': ('scale.html#torchrun_command', 'sfda_nb/scale.py')},
             'sfda_nb.synth': { 'sfda_nb.synth._Canvas': ('synth.html#_canvas', 'sfda_nb/synth.py'),
                                'sfda_nb.synth._Canvas.__init__': ('synth.html#_canvas.__init__', 'sfda_nb/synth.py'),
@@ -567,7 +568,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'sfda_nb.viz._legend': ('viz.html#_legend', 'sfda_nb/viz.py'),
                              'sfda_nb.viz._mean': ('viz.html#_mean', 'sfda_nb/viz.py'),
                              'sfda_nb.viz._protocol_of': ('viz.html#_protocol_of', 'sfda_nb/viz.py'),
-                             'sfda_nb.viz._series': ('viz.html#_series', 'sfda_nb/viz.py'),
                              'sfda_nb.viz._show': ('viz.html#_show', 'sfda_nb/viz.py'),
                              'sfda_nb.viz._subplots': ('viz.html#_subplots', 'sfda_nb/viz.py'),
                              'sfda_nb.viz._threshold_panels': ('viz.html#_threshold_panels', 'sfda_nb/viz.py'),
@@ -577,6 +577,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'sfda_nb.viz.calibration': ('viz.html#calibration', 'sfda_nb/viz.py'),
                              'sfda_nb.viz.colorize': ('viz.html#colorize', 'sfda_nb/viz.py'),
                              'sfda_nb.viz.error_overlay': ('viz.html#error_overlay', 'sfda_nb/viz.py'),
+                             'sfda_nb.viz.eval_series': ('viz.html#eval_series', 'sfda_nb/viz.py'),
                              'sfda_nb.viz.explorer_panels': ('viz.html#explorer_panels', 'sfda_nb/viz.py'),
                              'sfda_nb.viz.focus_label': ('viz.html#focus_label', 'sfda_nb/viz.py'),
                              'sfda_nb.viz.focus_mask': ('viz.html#focus_mask', 'sfda_nb/viz.py'),
@@ -593,4 +594,5 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'sfda_nb.viz.reliability_histograms': ('viz.html#reliability_histograms', 'sfda_nb/viz.py'),
                              'sfda_nb.viz.threshold_stats': ('viz.html#threshold_stats', 'sfda_nb/viz.py'),
                              'sfda_nb.viz.to_np': ('viz.html#to_np', 'sfda_nb/viz.py'),
-                             'sfda_nb.viz.training_curves': ('viz.html#training_curves', 'sfda_nb/viz.py')}}}
+                             'sfda_nb.viz.training_curves': ('viz.html#training_curves', 'sfda_nb/viz.py'),
+                             'sfda_nb.viz.warmup_of': ('viz.html#warmup_of', 'sfda_nb/viz.py')}}}

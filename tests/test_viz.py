@@ -156,8 +156,8 @@ def test_live_frontend_detection(monkeypatch):
     assert viz.live_frontend() is True  # VS Code
 
 
-def fake_run(evals=()):
-    return SimpleNamespace(total=40, a=SimpleNamespace(it=0), evals=list(evals), last_log=None)
+def fake_run(evals=(), warmup=0):
+    return SimpleNamespace(total=40, warmup=warmup, a=SimpleNamespace(it=0), evals=list(evals), last_log=None)
 
 def step(run, view, it, **log):
     "What train.fit does: the step, JsonLog's record every 10 steps, then the other callbacks."
@@ -180,21 +180,21 @@ def test_live_view_prints_where_nobody_watches(monkeypatch):
     assert view.live is False and view.fig is None
     assert [r['iter'] for r in view.records] == [10, 20, 30, 40]  # each log record once
     assert buf.getvalue().splitlines() == [
-        'iter 20: loss 0.500, metric loss 2.000, reliability 0.700, confidence 0.900; iter 20: mIoU teacher 41.0, student 40.0',
-        'iter 40: loss 0.500, metric loss 2.000, reliability 0.700, confidence 0.900; iter 20: mIoU teacher 41.0, student 40.0',
-        'done: iter 40: mIoU teacher 43.5, student 42.0']
+        'iter 20: loss 0.500, metric loss 2.000, reliability 0.700, confidence 0.900; student step 20: mIoU teacher 41.0, student 40.0',
+        'iter 40: loss 0.500, metric loss 2.000, reliability 0.700, confidence 0.900; student step 20: mIoU teacher 41.0, student 40.0',
+        'done: student step 40: mIoU teacher 43.5, student 42.0']
 
 
 def test_live_view_updates_a_figure_in_jupyterlab(monkeypatch):
     shown = []
     monkeypatch.setattr(viz, 'live_frontend', lambda: True)
     monkeypatch.setattr(viz, 'display', lambda obj: shown.append(obj))
-    run, view = fake_run(), viz.LiveView()
+    run, view = fake_run(warmup=10), viz.LiveView()
     buf = io.StringIO()
     with redirect_stdout(buf):
         view.before_fit(run)
         for it in range(1, 31): step(run, view, it, rel_mean=it / 100)
-        run.evals.append({'iter': 30, 'teacher': {'miou': 44.0}, 'student': {'miou': 43.0}})
+        run.evals.append({'iter': 20, 'teacher': {'miou': 44.0}, 'student': {'miou': 43.0}})  # student step 20 = iteration 30
         view.after_fit(run)
     assert buf.getvalue() == ''  # no log lines when live
     assert shown == [view.fig]  # displayed once, then updated in place
