@@ -2,7 +2,7 @@
 # The unattended GPU benchmark of issue 7 (a few minutes): one STvM iteration vs one plain mean-teacher
 # iteration of DeepLabV2-R101 at batch 2 with 512x512 crops, fp32 vs bf16 (and bf16 + channels_last):
 # wall time, images/s, peak memory, model FLOPs utilisation against the GPU's peak, with the device named.
-#   bash benchmarks/gpu_bench.sh            # writes results/bench_gpu.md (+ .json) and prints everything
+#   bash benchmarks/gpu_bench.sh            # writes results/bench_gpu.md (raw figures in results/raw/) and prints everything
 #   QUICK=1 bash benchmarks/gpu_bench.sh    # fewer iterations
 # Needs python3 with pip; installs torch only if it is missing, and sfda_nb's few runtime imports if missing.
 set -euo pipefail
@@ -34,4 +34,4 @@ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=cs
 
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 $PY benchmarks/step_bench.py --config gpu ${QUICK:+--quick} --out results/bench_gpu.md
-echo; echo "raw figures: results/bench_gpu.json"
+echo; echo "table: results/bench_gpu.md, raw figures: results/raw/bench_gpu.json"

@@ -75,7 +75,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--config', default='cpu', help="'cpu' (small model) or 'gpu' (DeepLabV2-R101, 2 x 512x512)")
     p.add_argument('--quick', action='store_true', help='fewer iterations (CI-sized)')
-    p.add_argument('--out', default='', help='write the Markdown table (and a .json of the raw figures) here')
+    p.add_argument('--out', default='', help='write the Markdown table here (and the raw figures to raw/<name>.json beside it)')
     p.add_argument('--one', default='', help=argparse.SUPPRESS)  # internal: run one spec (JSON) and print its result
     a = p.parse_args(argv)
     if a.one:
@@ -97,6 +97,8 @@ def main(argv=None):
     print('\n' + table + f"\n\n({time.time() - t0:.0f} s)")
     if a.out:
         out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(table + '\n'); out.with_suffix('.json').write_text(json.dumps(rows, indent=1) + '\n')
+        out.write_text(table + '\n')
+        raw = out.parent/'raw'/(out.stem + '.json'); raw.parent.mkdir(exist_ok=True)  # results/raw/ is not committed
+        raw.write_text(json.dumps(rows, indent=1) + '\n')
 
 if __name__ == '__main__': main()

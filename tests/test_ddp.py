@@ -43,7 +43,6 @@ def test_two_processes_equal_one(tmp_path, sources):
                           *scale.cli_args(scale.frozen_config(scale.train.TrainConfig, cfg))],
                          capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]
-    os.environ.update(OMP_NUM_THREADS='1')
     m2 = scale.launch(dict(cfg, out_dir=str(tmp_path/'two')), nproc=2, threads=1, timeout=300, verbose=False)
     m1 = json.loads((tmp_path/'one'/'metrics.json').read_text())
     t1, t2 = (load_checkpoint(tmp_path/n/'teacher.pt')['state_dict'] for n in ('one', 'two'))

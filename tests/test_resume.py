@@ -114,3 +114,18 @@ def test_torn_checkpoint_write_never_replaces_good_state(tmp_path):
     p.send_signal(signal.SIGKILL); p.wait()
     assert path.read_bytes() == before
     assert load_checkpoint(path)['it'] == 4
+
+
+def test_nonfinite_weights_are_never_saved(tmp_path, source_ckpt):
+    "A step that overflows the weights while its loss was finite: the next checkpoint refuses to save them."
+    from sfda_nb import train
+    from sfda_nb.cli import parse_config
+    cfg = parse_config(['--out_dir', str(tmp_path/'w'), '--source_ckpt', source_ckpt, '--method', 'mt_all', '--iters', '8',
+                        '--batch_size', '2', '--crop', '64,64', '--eval_every', '0', '--eval_max_images', '2', '--ckpt_every', '2', '--threads', '1'])
+    class Overflow(train.Callback):
+        order = 35  # after the step, before the checkpoint (40)
+        def after_step(self, run, out):
+            if run.a.it == 4: next(run.a.student.parameters()).data[0] = float('inf')
+    with pytest.raises(train.NonFiniteLoss, match='non-finite student weights after iteration 3'):
+        train.run(cfg, extra_cbs=[Overflow()])
+    assert load_checkpoint(tmp_path/'w'/'state.pt')['it'] == 2

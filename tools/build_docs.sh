@@ -71,7 +71,8 @@ PAGES = {stem: page_name(stem) for stem in by_stem}
 PAGES = {k: ('home.html' if v == 'index.html' else v) for k, v in PAGES.items()}  # index.html is the site's index
 
 def lib_mtime():
-    return max([p.stat().st_mtime for p in (ROOT/'sfda_nb').glob('*.py')] + [(ROOT/'pyproject.toml').stat().st_mtime])
+    mods = [p for p in (ROOT/'sfda_nb').glob('*.py') if p.name != '_modidx.py']  # nbdev-proc-nbs rewrites _modidx.py
+    return max([p.stat().st_mtime for p in mods] + [(ROOT/'pyproject.toml').stat().st_mtime])
 
 def execute(nb_path: Path) -> Path:
     "An executed copy of the notebook (nbdev-test's rules); one newer than notebook and library is reused."
@@ -165,7 +166,7 @@ def nav(i, pages):
 def offline_html(body: str) -> str:
     "Drop every <script> that loads from the network (require.js, MathJax, mermaid from CDNs)."
     body = re.sub(r'<script[^>]*\bsrc="https?://[^"]*"[^>]*>\s*</script>', '', body)
-    return re.sub(r'<script type="module">[^<]*https?://[^<]*</script>', '', body)
+    return re.sub(r'<script type="module">(?:(?!</script>).)*?https?://.*?</script>', '', body, flags=re.S)
 
 cfg = Config()
 cfg.TagRemovePreprocessor.enabled = True
@@ -204,7 +205,7 @@ h2 {{ border-bottom: 1px solid #ddd; }} a.anchor-link {{ display: none; }}</styl
 <p>One page per notebook chapter, with its API reference and figures. Built offline by <code>tools/build_docs.sh</code>
 from the notebooks in <code>nbs/</code>.</p>
 <h2>Chapters</h2><ul>{items}</ul>
-<h2>README</h2>{markdown2html(readme)}
+{'' if 'index' in manifest else '<h2>README</h2>' + markdown2html(readme)}
 </body></html>"""
 (OUT/'index.html').write_text(index)
 print(f'== docs: {OUT/"index.html"} ({len(manifest)} pages)')
