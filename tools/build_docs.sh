@@ -76,7 +76,7 @@ def lib_mtime():
 
 def execute(nb_path: Path) -> Path:
     "An executed copy of the notebook (nbdev-test's rules); one newer than notebook and library is reused."
-    dst = EXEC/nb_path.name
+    dst = EXEC/(nb_path.stem + ''.join(f'+{f}' for f in sorted(FLAGS)) + '.ipynb')  # a copy per set of flags
     if not RUN:
         shutil.copy(nb_path, dst); return dst
     if dst.exists() and dst.stat().st_mtime > max(nb_path.stat().st_mtime, lib_mtime()):
