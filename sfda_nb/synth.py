@@ -24,19 +24,16 @@ __all__ = ['CS_ID', 'CS_PALETTE', 'CLASSES19', 'ID2TRAIN', 'SYNTHIA_RAW', 'SYNTH
            'show_samples', 'class_frequencies', 'plot_class_frequencies']
 
 # %% ../nbs/01b_synth.ipynb #116141b7
+from .data import CLASS_NAMES19, SYNTHIA_CLASSES, ID2TRAIN as _ID2TRAIN
 CS_ID = {l.name: l.id for l in _CS_LABELS if l.id >= 0}   # Cityscapes class name -> label id
 CS_PALETTE = np.zeros((256, 3), np.uint8)                   # label id -> official RGB colour
 for _l in _CS_LABELS:
     if 0 <= _l.id < 256: CS_PALETTE[_l.id] = _l.color
-CLASSES19 = [l.name for l in sorted((l for l in _CS_LABELS if 0 <= l.trainId < 255), key=lambda l: l.trainId)]
-ID2TRAIN = np.full(256, 255, np.uint8)                      # label id -> trainId (255 = ignore)
-for _l in _CS_LABELS:
-    if 0 <= _l.id < 256 and 0 <= _l.trainId < 255: ID2TRAIN[_l.id] = _l.trainId
+CLASSES19 = list(CLASS_NAMES19)                             # the 19 trainId names (one home: sfda_nb.data)
+ID2TRAIN = np.asarray(_ID2TRAIN, np.uint8)                    # label id -> trainId (255 = ignore)
 
 # %% ../nbs/01b_synth.ipynb #f8c286be
-SYNTHIA_RAW = {'sky': 1, 'building': 2, 'road': 3, 'sidewalk': 4, 'fence': 5, 'vegetation': 6, 'pole': 7, 'car': 8,
-               'traffic sign': 9, 'person': 10, 'bicycle': 11, 'motorcycle': 12, 'traffic light': 15, 'terrain': 16,
-               'rider': 17, 'truck': 18, 'bus': 19, 'train': 20, 'wall': 21}  # Cityscapes name -> SYNTHIA raw id
+SYNTHIA_RAW = {CLASS_NAMES19[t]: i for i, _, t in SYNTHIA_CLASSES if t != 255}  # Cityscapes name -> SYNTHIA raw id
 SYNTHIA_LANEMARKING = 22
 CS2SYNTHIA = np.zeros(256, np.uint16)                                         # Cityscapes id -> SYNTHIA raw id (0 = void)
 for _n, _r in SYNTHIA_RAW.items(): CS2SYNTHIA[CS_ID[_n]] = _r
