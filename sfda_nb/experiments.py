@@ -101,8 +101,12 @@ def kernel_spec(root=None) -> tuple[str, Path]:
     spec = {'argv': [sys.executable, '-m', 'ipykernel_launcher', '-f', '{connection_file}'],
             'display_name': f'sfda_nb ({sys.executable})', 'language': 'python'}
     f = jp/'kernels'/KERNEL_NAME/'kernel.json'
-    if not f.exists() or json.loads(f.read_text()) != spec:
-        f.parent.mkdir(parents=True, exist_ok=True); f.write_text(json.dumps(spec, indent=1))
+    try: current = json.loads(f.read_text())
+    except (OSError, ValueError): current = None
+    if current != spec:  # written atomically: parallel workers may read it while another writes it
+        f.parent.mkdir(parents=True, exist_ok=True)
+        tmp = f.with_name(f'.kernel.{os.getpid()}.{threading.get_ident()}.json')
+        tmp.write_text(json.dumps(spec, indent=1)); os.replace(tmp, f)
     return KERNEL_NAME, jp
 
 # %% ../nbs/07_experiments.ipynb #74767b6c
