@@ -14,8 +14,8 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['IGNORE', 'SegOutput', 'upsample', 'project_root', 'default_data_root', 'default_runs_root', 'seed_everything',
-           'get_device', 'ConfigError', 'frozen_config', 'config_dict', 'sha256_file', 'save_checkpoint',
-           'UnsafeCheckpointError', 'load_checkpoint']
+           'get_device', 'ConfigError', 'frozen_config', 'config_dict', 'check_param_groups', 'sha256_file',
+           'save_checkpoint', 'UnsafeCheckpointError', 'load_checkpoint']
 
 # %% ../nbs/00_core.ipynb #02341021
 IGNORE = 255  # the ignore label of every label map in sfda_nb
@@ -106,6 +106,22 @@ def frozen_config(cls, params:dict, **overrides):
 def config_dict(cfg) -> dict:
     "A JSON-ready dict of a config dataclass."
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+# %% ../nbs/00_core.ipynb #cd9add70
+def check_param_groups(module:torch.nn.Module,  # the model whose trainable parameters must all be covered
+                       groups:list,  # optimiser parameter groups, dicts with a 'params' list
+                      ) -> list:
+    "Return `groups` when every trainable parameter of `module` is in exactly one group, and nothing else is."
+    seen, names = {}, {id(p): n for n, p in module.named_parameters()}
+    for i, g in enumerate(groups):
+        for p in g['params']:
+            if id(p) in seen: raise AssertionError(f"parameter {names.get(id(p), '?')!r} is in param groups {seen[id(p)]} and {i}")
+            if id(p) not in names: raise AssertionError(f"param group {i} holds a parameter that is not the module's")
+            if not p.requires_grad: raise AssertionError(f"param group {i} holds the frozen parameter {names[id(p)]!r}")
+            seen[id(p)] = i
+    missing = [n for n, p in module.named_parameters() if p.requires_grad and id(p) not in seen]
+    if missing: raise AssertionError(f"trainable parameters in no param group: {missing[:5]}{'...' if len(missing) > 5 else ''}")
+    return groups
 
 # %% ../nbs/00_core.ipynb #991f5673
 def sha256_file(path, chunk:int=1<<20) -> str:

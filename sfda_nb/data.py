@@ -22,10 +22,11 @@ from .core import IGNORE, default_data_root
 # %% auto #0
 __all__ = ['CLASS_NAMES19', 'PALETTE19', 'ID2TRAIN', 'CS_ID_KNOWN', 'PROTOCOLS', 'SYNTHIA_CLASSES', 'SYNTHIA2TRAIN',
            'SYNTHIA_KNOWN', 'NTHU_CITIES', 'RENDER_HINT', 'DATASETS', 'Protocol', 'get_protocol', 'default_protocol',
-           'colorize', 'palette_legend', 'decode_label', 'read_rgb', 'read_index_png', 'read_synthia_label', 'ItemKey',
-           'item_seed', 'SegDataset', 'UnknownLabelWarning', 'holdout_split', 'GTA5Dataset', 'SynthiaDataset',
-           'CityscapesDataset', 'NTHUDataset', 'resize_image', 'resize_label', 'Resize', 'Compose', 'TrainTransform',
-           'DatasetSpec', 'get_dataset', 'collate', 'batch_to', 'BatchStream', 'eval_loader']
+           'palette_of', 'colorize', 'palette_legend', 'decode_label', 'read_rgb', 'read_index_png',
+           'read_synthia_label', 'ItemKey', 'item_seed', 'SegDataset', 'UnknownLabelWarning', 'holdout_split',
+           'GTA5Dataset', 'SynthiaDataset', 'CityscapesDataset', 'NTHUDataset', 'resize_image', 'resize_label',
+           'Resize', 'Compose', 'TrainTransform', 'DatasetSpec', 'get_dataset', 'collate', 'batch_to', 'BatchStream',
+           'eval_loader']
 
 # %% ../nbs/01_data.ipynb #b24ead96
 _TRAIN_ROWS = sorted((l for l in cs_labels.labels if 0 <= l.trainId < IGNORE), key=lambda l: l.trainId)
@@ -110,16 +111,29 @@ def default_protocol(source:str,  # source dataset name, e.g. 'gta5' or 'synth_s
     raise ValueError(f"no default protocol for source {source!r}; pass one of {sorted(PROTOCOLS)} explicitly")
 
 # %% ../nbs/01_data.ipynb #e45ed4f7
-def colorize(label,                 # H×W protocol ids (tensor or array), 255 = ignore
-             protocol='cs19',       # protocol name or `Protocol`
-             ignore=(0, 0, 0),      # RGB colour of ignored pixels
+def palette_of(palette) -> np.ndarray:
+    "A `C×3` uint8 palette from an array, a protocol name, or anything with a `.palette` (a `Protocol`)."
+    if isinstance(palette, str): palette = get_protocol(palette)
+    pal = getattr(palette, 'palette', palette)
+    pal = np.asarray(pal.detach().cpu() if torch.is_tensor(pal) else pal)
+    if pal.ndim != 2 or pal.shape[1] != 3: raise ValueError(f"a palette is C×3 RGB, got shape {pal.shape}")
+    return pal.astype(np.uint8)
+
+def colorize(label,              # H×W class ids (tensor on any device, or array), 255 = ignore
+             palette='cs19',     # C×3 uint8 colours, a protocol name, or a `Protocol`
+             ignore=(0, 0, 0),   # RGB colour of ignored pixels
             ) -> np.ndarray:
-    "An H×W×3 uint8 RGB picture of a label map in the protocol's colours."
-    p = get_protocol(protocol)
-    lab = np.asarray(label.cpu() if torch.is_tensor(label) else label).astype(np.int64)
-    table = np.tile(np.array(ignore, np.uint8), (256, 1))
-    table[:p.num_classes] = p.palette
-    return table[np.clip(lab, 0, 255)]
+    "An H×W×3 uint8 RGB picture of a label map; an id outside the palette is an error, not a colour."
+    pal = palette_of(palette)
+    lab = np.asarray(label.detach().cpu() if torch.is_tensor(label) else label).astype(np.int64)
+    if lab.ndim != 2: raise ValueError(f"colorize expects one H×W label map, got shape {lab.shape}")
+    bad = (lab != IGNORE) & ((lab < 0) | (lab >= len(pal)))
+    if bad.any():
+        raise ValueError(f"label ids {np.unique(lab[bad])[:5].tolist()} are outside the palette's 0..{len(pal) - 1} "
+                         f"(and not {IGNORE}): labels and palette belong to different protocols?")
+    table = np.tile(np.asarray(ignore, np.uint8), (len(pal) + 1, 1))
+    table[:len(pal)] = pal
+    return table[np.where(lab == IGNORE, len(pal), lab)]
 
 def palette_legend(protocol='cs19',  # protocol name or `Protocol`
                    ncols:int=4,      # legend columns

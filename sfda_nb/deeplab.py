@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from fastcore.basics import patch
 
-from .core import SegOutput, load_checkpoint, sha256_file
+from .core import SegOutput, load_checkpoint, sha256_file, check_param_groups
 
 # %% auto #0
 __all__ = ['CAFFE_MEAN_BGR', 'IMAGENET_MEAN', 'IMAGENET_STD', 'NORMS', 'BN_MODES', 'STYLES', 'LAYER_PLAN', 'FAMILIES',
@@ -214,25 +214,13 @@ def feature_size(size:int,            # input height or width in pixels
     return (h - 1) // 2 + 1                                   # layer2's stride 2
 
 # %% ../nbs/02a_deeplab.ipynb #1d03f4e0
-def _check_groups(model:nn.Module, groups:list) -> list:
-    "Assert that every trainable parameter of `model` is in exactly one of `groups`."
-    seen = [id(p) for grp in groups for p in grp['params']]
-    trainable = {id(p): n for n, p in model.named_parameters() if p.requires_grad}
-    dup = len(seen) - len(set(seen))
-    lost = sorted(n for i, n in trainable.items() if i not in set(seen))
-    extra = set(seen) - set(trainable)
-    if dup or lost or extra:
-        raise RuntimeError(f"optimiser groups are wrong: {dup} duplicated, {len(extra)} frozen or foreign, "
-                           f"trainable parameters in no group: {lost[:5]}")
-    return groups
-
 @patch
 def param_groups(self:DeepLabV2) -> list:
     "`[{'params': backbone, 'lr_mult': 1}, {'params': head(s), 'lr_mult': 10}]`, trainable parameters only."
     heads = [self.head] + ([self.aux_head] if self.multi_level else [])
     grp = lambda mods: [p for m in mods for p in m.parameters() if p.requires_grad]
-    return _check_groups(self, [{'params': grp(self.backbone_modules()), 'lr_mult': 1},
-                                {'params': grp(heads), 'lr_mult': 10}])
+    return check_param_groups(self, [{'params': grp(self.backbone_modules()), 'lr_mult': 1},
+                                      {'params': grp(heads), 'lr_mult': 10}])
 
 # %% ../nbs/02a_deeplab.ipynb #f893ee68
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fastcore.basics import patch
 
-from .core import IGNORE, upsample
+from .core import IGNORE, upsample, check_param_groups
 
 # %% auto #0
 __all__ = ['METRIC_LOSSES', 'MetricNet', 'Proxies', 'proxy_anchor_loss', 'proxy_nca_pp_loss', 'sample_balanced',
@@ -237,12 +237,10 @@ class MetricLearner(nn.Module):
         self.loss_fn = METRIC_LOSSES[loss]
         kw = dict(alpha=alpha, delta=delta, temperature=nca_temperature)
         self.loss_kw = {k: v for k, v in kw.items() if k in inspect.signature(self.loss_fn).parameters}
-        self.opt = torch.optim.AdamW([{'params': list(self.net.parameters()), 'lr': lr, 'lr_mult': 1.},
-                                      {'params': list(self.proxies.parameters()), 'lr': lr * proxy_lr_mult, 'lr_mult': proxy_lr_mult}],
-                                     weight_decay=weight_decay)
+        groups = check_param_groups(self, [{'params': list(self.net.parameters()), 'lr': lr, 'lr_mult': 1.},
+                                           {'params': list(self.proxies.parameters()), 'lr': lr * proxy_lr_mult, 'lr_mult': proxy_lr_mult}])
+        self.opt = torch.optim.AdamW(groups, weight_decay=weight_decay)
         self.register_buffer('n_updates', torch.zeros((), dtype=torch.long))
-        in_groups = [id(p) for grp in self.opt.param_groups for p in grp['params']]
-        assert sorted(in_groups) == sorted(id(p) for p in self.parameters()), "every parameter must be in exactly one group"
 
 # %% ../nbs/03_metric.ipynb #14081af0
 @patch

@@ -16,15 +16,15 @@ import torch.nn.functional as F
 
 from .core import (IGNORE, SegOutput, upsample, default_data_root, default_runs_root, seed_everything,
                           get_device, frozen_config, config_dict, ConfigError, save_checkpoint, load_checkpoint,
-                          sha256_file)
+                          sha256_file, check_param_groups)
 from .deeplab import NORMS, normalize_input, deeplabv2_r101, load_pretrained
 
 # %% auto #0
 __all__ = ['ARCHS', 'EMA_BN_MODES', 'MODEL_FORMAT', 'SOURCE_RECIPES', 'check_input', 'BasicBlock', 'ASPPSum', 'SmallSegNet',
-           'check_param_groups', 'build_model', 'ema_alpha', 'EMATeacher', 'confusion_matrix', 'iou_from_confusion',
-           'EvalResult', 'evaluate', 'save_model', 'load_model', 'load_any', 'poly_lr', 'set_lr', 'make_optimizer',
-           'SourceConfig', 'resolved_recipe', 'target_eval_split', 'versions', 'source_protocol', 'train_source',
-           'source_key', 'cached_source', 'source_checkpoint', 'source_report']
+           'build_model', 'ema_alpha', 'EMATeacher', 'confusion_matrix', 'iou_from_confusion', 'EvalResult', 'evaluate',
+           'save_model', 'load_model', 'load_any', 'poly_lr', 'set_lr', 'make_optimizer', 'SourceConfig',
+           'resolved_recipe', 'target_eval_split', 'versions', 'source_protocol', 'train_source', 'source_key',
+           'cached_source', 'source_checkpoint', 'source_report']
 
 # %% ../nbs/02_models.ipynb #d9112546
 def check_input(x:torch.Tensor) -> torch.Tensor:
@@ -98,17 +98,6 @@ class SmallSegNet(nn.Module):
         return SegOutput(feats, self.forward_head(feats))
 
 # %% ../nbs/02_models.ipynb #f06f3d16
-def check_param_groups(module:nn.Module, groups:list) -> list:
-    "Assert that every trainable parameter of `module` is in exactly one of `groups`; return `groups`."
-    seen = {}
-    for i, g in enumerate(groups):
-        for p in g['params']:
-            if id(p) in seen: raise AssertionError(f"a parameter is in param groups {seen[id(p)]} and {i}")
-            seen[id(p)] = i
-    missing = [n for n, p in module.named_parameters() if p.requires_grad and id(p) not in seen]
-    if missing: raise AssertionError(f"trainable parameters in no param group: {missing[:5]}{'...' if len(missing) > 5 else ''}")
-    return groups
-
 def _split_params(model, head_prefix='head.'):
     back, head = [], []
     for n, p in model.named_parameters():

@@ -22,14 +22,15 @@ from fastcore.basics import patch
 
 from .core import IGNORE, upsample, load_checkpoint, get_device
 from . import data, metric, models
+from .data import colorize, palette_of  # one home for label pictures (chapter 01_data)
 from .train import Callback
 
 # %% auto #0
-__all__ = ['METRIC_FORMAT', 'CURVES', 'LIVE_TRACES', 'to_np', 'palette_of', 'colorize', 'image_hwc', 'error_overlay', 'ImagePred',
-           'focus_mask', 'threshold_stats', 'focus_label', 'explorer_panels', 'Predictions', 'load_learner',
-           'read_metrics', 'ReliabilityExplorer', 'per_class_iou', 'per_class_iou_bars', 'pixel_scores',
-           'reliability_histograms', 'Table', 'auroc_table', 'calibration', 'reliability_diagram', 'read_log',
-           'warmup_of', 'eval_series', 'training_curves', 'live_frontend', 'LiveView']
+__all__ = ['METRIC_FORMAT', 'CURVES', 'LIVE_TRACES', 'to_np', 'image_hwc', 'error_overlay', 'ImagePred', 'focus_mask',
+           'threshold_stats', 'focus_label', 'explorer_panels', 'Predictions', 'load_learner', 'read_metrics',
+           'ReliabilityExplorer', 'per_class_iou', 'per_class_iou_bars', 'pixel_scores', 'reliability_histograms',
+           'Table', 'auroc_table', 'calibration', 'reliability_diagram', 'read_log', 'warmup_of', 'eval_series',
+           'training_curves', 'live_frontend', 'LiveView']
 
 # %% ../nbs/06_viz.ipynb #b718724f
 def to_np(x) -> np.ndarray:
@@ -40,26 +41,6 @@ def to_np(x) -> np.ndarray:
         return x.cpu().numpy()
     return np.asarray(x)
 
-def palette_of(palette) -> np.ndarray:
-    "A `C×3` uint8 palette from an array, a protocol name, or anything with a `.palette` (a `data.Protocol`)."
-    if isinstance(palette, str): palette = data.get_protocol(palette)
-    pal = to_np(getattr(palette, 'palette', palette))
-    if pal.ndim != 2 or pal.shape[1] != 3: raise ValueError(f"a palette is C×3 RGB, got shape {pal.shape}")
-    return pal.astype(np.uint8)
-
-def colorize(label,  # H×W class ids (tensor or array), 255 = ignore
-             palette='cs19',  # C×3 uint8 colours, a protocol name, or a `data.Protocol`
-             ignore=(0, 0, 0)) -> np.ndarray:  # RGB of ignored pixels
-    "An `H×W×3` uint8 picture of a label map."
-    pal, lab = palette_of(palette), to_np(label).astype(np.int64)
-    if lab.ndim != 2: raise ValueError(f"colorize expects one H×W label map, got shape {lab.shape}")
-    bad = (lab != IGNORE) & ((lab < 0) | (lab >= len(pal)))
-    if bad.any():
-        raise ValueError(f"label ids {np.unique(lab[bad])[:5].tolist()} are outside the palette's 0..{len(pal) - 1} "
-                         f"(and not {IGNORE}): labels and palette belong to different protocols?")
-    table = np.tile(np.asarray(ignore, np.uint8), (len(pal) + 1, 1))
-    table[:len(pal)] = pal
-    return table[np.where(lab == IGNORE, len(pal), lab)]
 
 # %% ../nbs/06_viz.ipynb #ba94cbcc
 def image_hwc(img) -> np.ndarray:
