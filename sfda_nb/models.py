@@ -21,8 +21,8 @@ from .deeplab import NORMS, normalize_input, deeplabv2_r101, load_pretrained
 
 # %% auto #0
 __all__ = ['ARCHS', 'EMA_BN_MODES', 'MODEL_FORMAT', 'SOURCE_RECIPES', 'check_input', 'BasicBlock', 'ASPPSum', 'SmallSegNet',
-           'build_model', 'ema_alpha', 'EMATeacher', 'confusion_matrix', 'iou_from_confusion', 'EvalResult', 'evaluate',
-           'save_model', 'load_model', 'load_any', 'poly_lr', 'set_lr', 'make_optimizer', 'SourceConfig',
+           'build_model', 'ema_alpha', 'EMATeacher', 'unwrap', 'confusion_matrix', 'iou_from_confusion', 'EvalResult',
+           'evaluate', 'save_model', 'load_model', 'load_any', 'poly_lr', 'set_lr', 'make_optimizer', 'SourceConfig',
            'resolved_recipe', 'target_eval_split', 'versions', 'source_protocol', 'train_source', 'source_key',
            'cached_source', 'source_checkpoint', 'source_report']
 
@@ -140,7 +140,7 @@ class EMATeacher(nn.Module):
         super().__init__()
         if bn not in EMA_BN_MODES: raise ValueError(f"bn={bn!r} is unknown; valid ones are {EMA_BN_MODES}")
         if not 0.0 <= alpha < 1.0: raise ValueError(f"alpha={alpha} should be in [0, 1)")
-        self.model, self.alpha, self.bn = copy.deepcopy(_unwrap(student)), alpha, bn
+        self.model, self.alpha, self.bn = copy.deepcopy(unwrap(student)), alpha, bn
         for p in self.model.parameters(): p.requires_grad_(False); p.grad = None
         self.register_buffer('step', torch.zeros((), dtype=torch.long))  # updates so far: drives the warm-up
         self.train(False)
@@ -159,7 +159,7 @@ class EMATeacher(nn.Module):
     @property
     def norm(self): return self.model.norm
 
-def _unwrap(m):
+def unwrap(m):
     "The module inside DataParallel / DistributedDataParallel wrappers."
     return m.module if isinstance(m, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else m
 
@@ -175,7 +175,7 @@ def _matching(teacher_items, student_items, what):
 @torch.no_grad()
 def _ema_update(self, student:nn.Module) -> float:
     "Move the teacher towards `student` by one EMA step; return the α used."
-    student = _unwrap(student)
+    student = unwrap(student)
     a = ema_alpha(int(self.step), self.alpha)
     ps = _matching(self.model.named_parameters(), student.named_parameters(), 'parameters')
     torch._foreach_lerp_([t for _, t, _ in ps], [s.detach() for _, _, s in ps], 1.0 - a)  # t ← a·t + (1−a)·s
@@ -309,7 +309,7 @@ def save_model(path,  # where to write (atomically)
                overwrite:bool=False,  # replace an existing file
                protocol:Optional[str]=None) -> Path:  # protocol name; default: `model.protocol` if set
     "Save a model in sfda_nb's checkpoint format; return the path."
-    model = _unwrap(model)
+    model = unwrap(model)
     if isinstance(model, EMATeacher): model = model.model
     arch = getattr(model, 'arch', None)
     if arch not in ARCHS:

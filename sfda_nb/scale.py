@@ -131,7 +131,7 @@ def wrap(self, a:train.Adaptation) -> train.Adaptation:
 @patch_to(Dist)
 def sync_buffers(self, model:nn.Module):
     "Average the running statistics of every BN layer in training mode over ranks (one collective)."
-    bufs = [b for m in models._unwrap(model).modules()
+    bufs = [b for m in models.unwrap(model).modules()
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
             for b in (m.running_mean, m.running_var)]
     if not bufs: return

@@ -268,7 +268,7 @@ def fit(run:Run):
 # %% ../nbs/05_train.ipynb #c459cea3
 def score(run, model) -> models.EvalResult:
     "`models.evaluate` of `model` on the run's evaluation split (under torchrun: this rank's shard, matrices summed)."
-    net = models._unwrap(model)
+    net = models.unwrap(model)
     if isinstance(net, models.EMATeacher): net = net.model  # the EMA step counter stays where it is (the host)
     res = models.evaluate(net, run.eval_loader, run.protocol, run.device, max_images=run.cfg.eval_max_images or None)
     return res if run.a.dist is None else run.a.dist.reduce_eval(res)
@@ -338,7 +338,7 @@ def _f(x):
 def state_dict(run) -> dict:
     a = run.a
     sd = {'format': 'sfda_nb/state/1', 'it': a.it, 'config': config_dict(run.cfg),
-          'student': models._unwrap(a.student).state_dict(), 'teacher': a.teacher.state_dict(), 'opt': a.opt.state_dict(),
+          'student': models.unwrap(a.student).state_dict(), 'teacher': a.teacher.state_dict(), 'opt': a.opt.state_dict(),
           'gen': a.gen.get_state(), 'torch_rng': torch.get_rng_state(), 'evals': json.loads(json.dumps(run.evals)),
           'source_eval': run.source_eval}
     if a.reliability.learner is not None: sd['learner'] = a.reliability.learner.state_dict()
@@ -349,7 +349,7 @@ def state_dict(run) -> dict:
 def load_state(run, sd:dict):
     a = run.a
     if sd.get('format') != 'sfda_nb/state/1': raise ValueError(f"{run.out_dir/'state.pt'} is not an sfda_nb resumable state")
-    models._unwrap(a.student).load_state_dict(sd['student']); a.teacher.load_state_dict(sd['teacher']); a.opt.load_state_dict(sd['opt'])
+    models.unwrap(a.student).load_state_dict(sd['student']); a.teacher.load_state_dict(sd['teacher']); a.opt.load_state_dict(sd['opt'])
     if 'learner' in sd: a.reliability.learner.load_state_dict(sd['learner'])
     if a.scaler is not None and 'scaler' in sd: a.scaler.load_state_dict(sd['scaler'])
     a.gen.set_state(sd['gen']); torch.set_rng_state(sd['torch_rng'])
@@ -364,7 +364,7 @@ class Checkpoint(Callback):
         if not self.every or run.a.it % self.every: return
         for cb in run.cbs:
             if isinstance(cb, NanGuard): cb.check(run)
-        if not torch.stack([p.isfinite().all() for p in models._unwrap(run.a.student).parameters()]).all():  # a finite loss, an overflowing step
+        if not torch.stack([p.isfinite().all() for p in models.unwrap(run.a.student).parameters()]).all():  # a finite loss, an overflowing step
             raise NonFiniteLoss(f"non-finite student weights after iteration {run.a.it - 1} of run {run.out_dir}; stopped before saving: "
                                 f"the last good resumable state is {run.out_dir/'state.pt'}. Lower lr.")
         if run.is_main: save_checkpoint(state_dict(run), run.out_dir/'state.pt', overwrite=True)
