@@ -90,7 +90,7 @@ def _worker(out, src):
     import torch.distributed as dist
     rank = dist.get_rank()
     other = [None, None]; dist.all_gather_object(other, [float(l) for l in losses])
-    torch.save({'student': train.models._unwrap(r.a.student).state_dict(), 'teacher': r.a.teacher.state_dict(),
+    torch.save({'student': train.models.unwrap(r.a.student).state_dict(), 'teacher': r.a.teacher.state_dict(),
                 'learner': {k: v for k, v in r.a.reliability.learner.state_dict().items() if isinstance(v, torch.Tensor)},
                 'teacher_step': int(r.a.teacher.step), 'rel_loss_differs': other[0] != other[1]},
                Path(out)/f'rank{rank}.pt')
