@@ -338,6 +338,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'sfda_nb.models.source_protocol': ('models.html#source_protocol', 'sfda_nb/models.py'),
                                 'sfda_nb.models.source_report': ('models.html#source_report', 'sfda_nb/models.py'),
                                 'sfda_nb.models.target_eval_split': ('models.html#target_eval_split', 'sfda_nb/models.py'),
+                                'sfda_nb.models.train_mode': ('models.html#train_mode', 'sfda_nb/models.py'),
                                 'sfda_nb.models.train_source': ('models.html#train_source', 'sfda_nb/models.py'),
                                 'sfda_nb.models.unwrap': ('models.html#unwrap', 'sfda_nb/models.py'),
                                 'sfda_nb.models.versions': ('models.html#versions', 'sfda_nb/models.py')},

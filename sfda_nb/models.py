@@ -21,10 +21,10 @@ from .deeplab import NORMS, normalize_input, deeplabv2_r101, load_pretrained
 
 # %% auto #0
 __all__ = ['ARCHS', 'EMA_BN_MODES', 'MODEL_FORMAT', 'SOURCE_RECIPES', 'check_input', 'BasicBlock', 'ASPPSum', 'SmallSegNet',
-           'build_model', 'ema_alpha', 'EMATeacher', 'unwrap', 'confusion_matrix', 'iou_from_confusion', 'EvalResult',
-           'evaluate', 'save_model', 'load_model', 'load_any', 'poly_lr', 'set_lr', 'make_optimizer', 'SourceConfig',
-           'resolved_recipe', 'target_eval_split', 'versions', 'source_protocol', 'train_source', 'source_key',
-           'cached_source', 'source_checkpoint', 'source_report']
+           'build_model', 'ema_alpha', 'EMATeacher', 'unwrap', 'train_mode', 'confusion_matrix', 'iou_from_confusion',
+           'EvalResult', 'evaluate', 'save_model', 'load_model', 'load_any', 'poly_lr', 'set_lr', 'make_optimizer',
+           'SourceConfig', 'resolved_recipe', 'target_eval_split', 'versions', 'source_protocol', 'train_source',
+           'source_key', 'cached_source', 'source_checkpoint', 'source_report']
 
 # %% ../nbs/02_models.ipynb #d9112546
 def check_input(x:torch.Tensor) -> torch.Tensor:
@@ -162,6 +162,18 @@ class EMATeacher(nn.Module):
 def unwrap(m):
     "The module inside DataParallel / DistributedDataParallel wrappers."
     return m.module if isinstance(m, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else m
+
+def train_mode(model:nn.Module,  # the network about to take a training step
+               bn:str='train',   # 'train': BatchNorm normalises with batch statistics and updates its running ones; 'frozen': BatchNorm stays in eval mode
+              ) -> nn.Module:
+    "`model.train()`, with every BatchNorm layer kept in eval mode when `bn='frozen'` (the field's DeepLabV2 recipe)."
+    if bn not in ('train', 'frozen'): raise ValueError(f"bn={bn!r} is unknown; valid ones are ['frozen', 'train']")
+    model.train()
+    if bn == 'frozen':
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm): m.eval()
+    return model
+
 
 # %% ../nbs/02_models.ipynb #de96fae5
 def _matching(teacher_items, student_items, what):

@@ -64,6 +64,7 @@ class TrainConfig:
     mocm_mode: str = 'sample'  # MOCM class choice: sample (prob ~ mean reliability) | top
     mocm_gate: float = 0.0  # MOCM keeps only pasted pixels with reliability >= gate
     loss_norm: str = 'mean'  # weighted-CE normalisation: mean (over valid pixels) | weight_sum (divide by sum of r)
+    student_bn: str = 'train'  # student BatchNorm in its steps: train (batch statistics; running ones follow the mixed batches, the teacher averages them) | frozen (source statistics kept, as DeepLabV2 in the field)
     eval_every: int = 100  # evaluate teacher and student every this many iterations (0: only at the end)
     eval_max_images: int = 0  # cap on evaluation images (0: the whole split)
     report: str = 'teacher'  # which model's final mIoU is the headline `miou`: teacher | student
@@ -91,6 +92,7 @@ def resolve(cfg:TrainConfig) -> tuple[Optional[str], Optional[str]]:
     _choose('source', cfg.source, data.DATASETS); _choose('target', cfg.target, data.DATASETS)
     _choose('metric_loss', cfg.metric_loss, metric.METRIC_LOSSES)
     _choose('loss_norm', cfg.loss_norm, ('mean', 'weight_sum'))
+    _choose('student_bn', cfg.student_bn, ('train', 'frozen'))
     _choose('report', cfg.report, ('teacher', 'student'))
     _choose('amp', cfg.amp, ('none', 'bf16', 'fp16'))
     _choose('optimizer', cfg.optimizer, ('sgd', 'adamw'))
@@ -196,7 +198,7 @@ def adapt_step(a:Adaptation, x:torch.Tensor, warmup:bool=False) -> StepOutput:
     xm, ym, rm, mask = a.mixer(x, pseudo, rel, a.gen)
     xm = classmix.strong_augment(xm, a.gen) if a.dist is None else a.dist.strong_augment(xm, a.gen)
     # 6. student step on the reliability-weighted CE over all pixels, no threshold
-    a.student.train()
+    models.train_mode(a.student, cfg.student_bn)
     with _autocast(x, cfg.amp):
         loss = weighted_ce(a.student(xm).logits, ym, rm, cfg.loss_norm)
     a.opt.zero_grad(set_to_none=True)
@@ -277,7 +279,7 @@ def evaluate_pair(run) -> dict:
     "Score teacher and student on the target evaluation split."
     rec = {'iter': run.student_step}
     for name, m in (('teacher', run.a.teacher), ('student', run.a.student)): rec[name] = score(run, m).to_dict()
-    run.a.student.train()
+    models.train_mode(run.a.student, run.cfg.student_bn)
     return rec
 
 class Evaluate(Callback):

@@ -41,3 +41,28 @@ def test_papermill_injects_parameters(tmp_path, one_thread):
     log = [json.loads(l) for l in (out/'log.jsonl').read_text().splitlines()]
     assert log[-1]['iter'] == 3
     assert 0 <= m['miou'] <= 100 and len(m['teacher']['last_per_class']) == 19
+
+@pytest.mark.parametrize('student_bn', ['train', 'frozen'])
+def test_student_bn_policy(student_bn):
+    "student_bn='frozen' keeps the source BN statistics in student and teacher; 'train' lets them follow the target batches."
+    import torch
+    from sfda_nb import train, models, classmix
+    from sfda_nb.core import frozen_config
+    torch.manual_seed(0)
+    cfg = frozen_config(train.TrainConfig, dict(student_bn=student_bn, lr=1e-3, ema_alpha=0.5))
+    student = models.SmallSegNet(19, width=8)
+    a = train.Adaptation(student, models.EMATeacher(student, alpha=cfg.ema_alpha), train.make_optimizer(student, cfg),
+                         train.NoReliability(), classmix.MIXERS['none'](), torch.Generator().manual_seed(0), cfg)
+    bn = lambda m: [x.running_mean.clone() for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d)]
+    before_s, before_t = bn(student), bn(a.teacher)
+    for _ in range(2): train.adapt_step(a, torch.rand(2, 3, 32, 32) * 0.5 + 0.5)  # brighter than anything the init saw
+    moved_s = [not torch.equal(b, c) for b, c in zip(before_s, bn(student))]
+    moved_t = [not torch.equal(b, c) for b, c in zip(before_t, bn(a.teacher))]
+    assert all(moved_s) == all(moved_t) == (student_bn == 'train') and any(moved_s) == (student_bn == 'train')
+    assert any(not torch.equal(p, q) for p, q in zip(student.parameters(), a.teacher.model.parameters()))  # the weights learn under both
+
+def test_student_bn_name_checked():
+    from sfda_nb import train
+    from sfda_nb.core import frozen_config, ConfigError
+    with pytest.raises(ConfigError, match="student_bn 'eval'; valid choices: \\['frozen', 'train'\\]"):
+        train.resolve(frozen_config(train.TrainConfig, dict(student_bn='eval')))
