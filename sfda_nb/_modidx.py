@@ -210,6 +210,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'sfda_nb.experiments.check_runs': ('experiments.html#check_runs', 'sfda_nb/experiments.py'),
                                      'sfda_nb.experiments.city': ('experiments.html#city', 'sfda_nb/experiments.py'),
                                      'sfda_nb.experiments.collect': ('experiments.html#collect', 'sfda_nb/experiments.py'),
+                                     'sfda_nb.experiments.compare_sweeps': ('experiments.html#compare_sweeps', 'sfda_nb/experiments.py'),
                                      'sfda_nb.experiments.config_files': ('experiments.html#config_files', 'sfda_nb/experiments.py'),
                                      'sfda_nb.experiments.config_matches': ('experiments.html#config_matches', 'sfda_nb/experiments.py'),
                                      'sfda_nb.experiments.curve_summary': ('experiments.html#curve_summary', 'sfda_nb/experiments.py'),

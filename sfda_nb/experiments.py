@@ -22,8 +22,8 @@ __all__ = ['TRAIN_NOTEBOOK', 'EXEC_KEYS', 'METHOD_ORDER', 'RELIABILITIES', 'MIXE
            'expected_config', 'config_matches', 'run_state', 'notebook_error', 'error_summary', 'Sweep', 'sweep',
            'standin_notebook', 'run_record', 'collect', 'summarize', 'pm', 'fmt_table', 'benchmark_table', 'city',
            'nthu_table', 'ablation_table', 'detail_table', 'tables', 'to_markdown', 'curves', 'curve_summary', 'export',
-           'plot_bars', 'plot_curves', 'ablation_runs', 'embedded_runs', 'check_runs', 'load_config', 'parser',
-           'runs_from_args', 'main', 'config_files', 'show_results']
+           'plot_bars', 'plot_curves', 'compare_sweeps', 'ablation_runs', 'embedded_runs', 'check_runs', 'load_config',
+           'parser', 'runs_from_args', 'main', 'config_files', 'show_results']
 
 # %% ../nbs/07_experiments.ipynb #02cfd511
 TRAIN_NOTEBOOK = 'nbs/05_train.ipynb'  # the experiment, relative to the project root
@@ -653,6 +653,26 @@ def plot_curves(cs:pd.DataFrame,  # `curve_summary(curves(df))` or results/<name
         ax.set_title(st, fontsize=9); ax.set_xlabel('student step')
     axes[0].set_ylabel(metric); axes[0].legend(fontsize=7)
     fig.tight_layout(); return fig
+
+# %% ../nbs/07_experiments.ipynb #d480a728
+def compare_sweeps(folders:dict,  # column label -> results folder (holding the summary.csv that `export` wrote)
+                   col:str='miou',  # the summary column to show (its `_std` column gives the ±)
+                   digits:int=1) -> pd.DataFrame:
+    "Setting × (sweep, method) table of `col` (mean ± std over seeds) from several exported sweeps."
+    rows = []
+    for label, folder in folders.items():
+        f = Path(folder)/'summary.csv'
+        if not f.exists(): raise FileNotFoundError(f"{f} does not exist: run the sweep {label!r} (and its export) first")
+        s = pd.read_csv(f); s = s[~s.ablation.astype(bool)]
+        for _, r in s.iterrows():
+            rows.append({'setting': f'{r.source} → {r.target}', 'sweep': label, 'method': r.method,
+                         '_m': METHOD_ORDER.index(r.method) if r.method in METHOD_ORDER else len(METHOD_ORDER),
+                         'value': pm(r[col], r.get(f'{col}_std'), digits)})
+    if not rows: raise ValueError(f"no non-ablation runs in {list(folders.values())}")
+    d = pd.DataFrame(rows)
+    order = [(s, m) for s in folders for m in d[d.sweep == s].sort_values('_m').method.unique()]
+    t = d.pivot_table(index='setting', columns=['sweep', 'method'], values='value', aggfunc='first')
+    return t.reindex(columns=pd.MultiIndex.from_tuples(order, names=['sweep', 'method'])).reindex(list(dict.fromkeys(d.setting))).fillna('')
 
 # %% ../nbs/07_experiments.ipynb #2cb4e717
 EMBEDDED = {'gta5': [('synth_gta5', 'synth_cityscapes')], 'synthia': [('synth_synthia', 'synth_cityscapes')],
