@@ -204,6 +204,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'sfda_nb.experiments._source_rows': ('experiments.html#_source_rows', 'sfda_nb/experiments.py'),
                                      'sfda_nb.experiments._stop': ('experiments.html#_stop', 'sfda_nb/experiments.py'),
                                      'sfda_nb.experiments._sub': ('experiments.html#_sub', 'sfda_nb/experiments.py'),
+                                     'sfda_nb.experiments._sub_col': ('experiments.html#_sub_col', 'sfda_nb/experiments.py'),
                                      'sfda_nb.experiments.ablation_runs': ('experiments.html#ablation_runs', 'sfda_nb/experiments.py'),
                                      'sfda_nb.experiments.ablation_table': ('experiments.html#ablation_table', 'sfda_nb/experiments.py'),
                                      'sfda_nb.experiments.benchmark_table': ('experiments.html#benchmark_table', 'sfda_nb/experiments.py'),

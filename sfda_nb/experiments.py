@@ -316,7 +316,7 @@ CS19 = ['road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light'
 if 'nthu' in target: protocol, names = 'nthu13', [c for c in CS19 if c not in ('wall', 'fence', 'pole', 'terrain', 'truck', 'train')]
 elif 'synthia' in source: protocol, names = 'synthia16', [c for c in CS19 if c not in ('terrain', 'truck', 'train')]
 else: protocol, names = 'cs19', CS19
-subsets = {'miou13': [i for i, c in enumerate(names) if c not in ('wall', 'fence', 'pole')]} if protocol == 'synthia16' else {}
+subsets = {'synthia13': [i for i, c in enumerate(names) if c not in ('wall', 'fence', 'pole')]} if protocol == 'synthia16' else {}
 rel, mx = {'source_only': (None, None), 'mt_threshold': ('threshold', 'classmix'), 'mt_all': ('none', 'classmix'), 'stvm': ('metric', 'mocm')}[method]
 rel, mx = (reliability if reliability != 'auto' else rel), (mix if mix != 'auto' else mx)
 gain = {None: 0, 'none': 1, 'threshold': 2, 'confidence': 2, 'metric': 3}[rel] + {None: 0, 'none': 0, 'classmix': 1, 'mocm': 2}[mx]
@@ -369,6 +369,11 @@ def _last_eval(m:dict, model:str) -> Optional[dict]:
 def _sub(ev:Optional[dict], key:str):
     return ((ev or {}).get('sub') or {}).get(key)
 
+def _sub_col(key:str) -> str:
+    "The column of a sub-protocol mIoU: evaluation names it after its protocol ('synthia13'), tables want 'miou13'."
+    n = re.search(r'(\d+)$', key)
+    return f'miou{n.group(1)}' if n else key
+
 def _run_name(path:Path) -> tuple[str, str]:
     d = path.parent.parent if path.parent.name == 'out' else path.parent
     return d.name, d.parent.name
@@ -383,9 +388,9 @@ def run_record(m:dict, path=None) -> dict:
                reliability=m.get('reliability') or '-', mix=m.get('mix') or '-', ablation=ablation, seed=m.get('seed'),
                iters=cfg.get('iters'), protocol=m.get('protocol'), report=report, miou=m.get('miou'))
     for k in sorted(set((ev or {}).get('sub') or {}) | set((m.get('source_only') or {}).get('sub') or {})):
-        row[k] = _sub(ev, k)
+        row[_sub_col(k)] = _sub(ev, k)
     row['source_miou'] = (m.get('source_only') or {}).get('miou')
-    for k in sorted(set((m.get('source_only') or {}).get('sub') or {})): row[f'source_{k}'] = _sub(m.get('source_only'), k)
+    for k in sorted(set((m.get('source_only') or {}).get('sub') or {})): row[f'source_{_sub_col(k)}'] = _sub(m.get('source_only'), k)
     for name in ('teacher', 'student'):
         r = m.get(name) or {}
         row.update({f'{name}_last': r.get('last'), f'{name}_best': r.get('best'), f'{name}_best_iter': r.get('best_iter')})
