@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_experiments.ipynb #dde740c6
 from __future__ import annotations
-import argparse, ast, hashlib, importlib.util, itertools, json, math, os, re, shutil, signal, subprocess, sys, threading, time
+import argparse, ast, dataclasses, hashlib, importlib.util, itertools, json, math, os, re, shutil, signal, subprocess, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +20,10 @@ from .core import project_root, default_runs_root, frozen_config, config_dict, C
 __all__ = ['TRAIN_NOTEBOOK', 'EXEC_KEYS', 'METHOD_ORDER', 'RELIABILITIES', 'MIXES', 'CITIES', 'PUBLISHED', 'KERNEL_NAME', 'GROUP',
            'EMBEDDED', 'setting_rank', 'RunSpec', 'identity', 'run_id', 'unique_runs', 'grid', 'kernel_spec',
            'expected_config', 'config_matches', 'run_state', 'notebook_error', 'error_summary', 'Sweep', 'sweep',
-           'standin_notebook', 'run_record', 'collect', 'summarize', 'pm', 'fmt_table', 'benchmark_table', 'city',
-           'nthu_table', 'ablation_table', 'detail_table', 'tables', 'to_markdown', 'curves', 'curve_summary', 'export',
-           'plot_bars', 'plot_curves', 'compare_sweeps', 'ablation_runs', 'embedded_runs', 'check_runs', 'load_config',
-           'parser', 'runs_from_args', 'main', 'config_files', 'show_results']
+           'standin_notebook', 'config_id', 'run_record', 'collect', 'summarize', 'pm', 'fmt_table', 'benchmark_table',
+           'city', 'nthu_table', 'ablation_table', 'detail_table', 'tables', 'to_markdown', 'curves', 'curve_summary',
+           'export', 'plot_bars', 'plot_curves', 'compare_sweeps', 'ablation_runs', 'embedded_runs', 'check_runs',
+           'load_config', 'parser', 'runs_from_args', 'main', 'config_files', 'show_results']
 
 # %% ../nbs/07_experiments.ipynb #02cfd511
 TRAIN_NOTEBOOK = 'nbs/05_train.ipynb'  # the experiment, relative to the project root
@@ -378,6 +378,17 @@ def _run_name(path:Path) -> tuple[str, str]:
     d = path.parent.parent if path.parent.name == 'out' else path.parent
     return d.name, d.parent.name
 
+def _train_defaults() -> dict:
+    try: from sfda_nb.train import TrainConfig
+    except ImportError: return {}
+    return identity({f.name: f.default for f in dataclasses.fields(TrainConfig)})
+
+def config_id(cfg:dict) -> str:
+    "8 hex digits naming what a run computed, seed aside; a parameter at `TrainConfig`'s default (or absent, as in runs recorded before it existed) does not count."
+    d = _train_defaults()
+    key = {k: v for k, v in sorted(identity(cfg).items()) if k != 'seed' and not (k in d and d[k] == v)}
+    return hashlib.sha1(json.dumps(key).encode()).hexdigest()[:8]
+
 def run_record(m:dict, path=None) -> dict:
     "One flat row of a run's metrics.json: settings, headline and teacher/student last/best mIoU, per-class IoU."
     cfg, report = m.get('config', {}), m.get('report', 'teacher')
@@ -395,7 +406,7 @@ def run_record(m:dict, path=None) -> dict:
         r = m.get(name) or {}
         row.update({f'{name}_last': r.get('last'), f'{name}_best': r.get('best'), f'{name}_best_iter': r.get('best_iter')})
     row.update(seconds=m.get('seconds'), source_sha=((m.get('source_ckpt') or {}).get('sha256') or '')[:12],
-               config_id=hashlib.sha1(json.dumps({k: v for k, v in sorted(identity(cfg).items()) if k != 'seed'}).encode()).hexdigest()[:8],
+               config_id=config_id(cfg),
                path=str(path) if path else None)
     row.update({f'iou/{c}': v for c, v in ((ev or {}).get('iou') or {}).items()})
     return row
