@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_experiments.ipynb #dde740c6
 from __future__ import annotations
-import argparse, ast, dataclasses, hashlib, importlib.util, itertools, json, math, os, re, shutil, signal, subprocess, sys, threading, time
+import argparse, ast, dataclasses, functools, hashlib, importlib.util, itertools, json, math, os, re, shutil, signal, subprocess, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -378,7 +378,9 @@ def _run_name(path:Path) -> tuple[str, str]:
     d = path.parent.parent if path.parent.name == 'out' else path.parent
     return d.name, d.parent.name
 
+@functools.cache
 def _train_defaults() -> dict:
+    "`TrainConfig`'s defaults as `identity` writes them (read once; callers must not change the dict)."
     try: from sfda_nb.train import TrainConfig
     except ImportError: return {}
     return identity({f.name: f.default for f in dataclasses.fields(TrainConfig)})
@@ -682,11 +684,10 @@ def compare_sweeps(folders:dict,  # column label -> results folder (holding the 
         s = pd.read_csv(f); s = s[~s.ablation.astype(bool)]
         for _, r in s.iterrows():
             rows.append({'setting': f'{r.source} → {r.target}', 'sweep': label, 'method': r.method,
-                         '_m': METHOD_ORDER.index(r.method) if r.method in METHOD_ORDER else len(METHOD_ORDER),
                          'value': pm(r[col], r.get(f'{col}_std'), digits)})
     if not rows: raise ValueError(f"no non-ablation runs in {list(folders.values())}")
-    d = pd.DataFrame(rows)
-    order = [(s, m) for s in folders for m in d[d.sweep == s].sort_values('_m').method.unique()]
+    d = pd.DataFrame(rows).assign(_m=lambda x: _order(x.method, METHOD_ORDER))
+    order = [(s, m) for s in folders for m in d[d.sweep == s].sort_values('_m', kind='stable').method.unique()]
     t = d.pivot_table(index='setting', columns=['sweep', 'method'], values='value', aggfunc='first')
     return t.reindex(columns=pd.MultiIndex.from_tuples(order, names=['sweep', 'method'])).reindex(list(dict.fromkeys(d.setting))).fillna('')
 

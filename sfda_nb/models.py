@@ -20,11 +20,11 @@ from .core import (IGNORE, SegOutput, upsample, default_data_root, default_runs_
 from .deeplab import NORMS, normalize_input, deeplabv2_r101, load_pretrained
 
 # %% auto #0
-__all__ = ['ARCHS', 'EMA_BN_MODES', 'MODEL_FORMAT', 'SOURCE_RECIPES', 'check_input', 'BasicBlock', 'ASPPSum', 'SmallSegNet',
-           'build_model', 'ema_alpha', 'EMATeacher', 'unwrap', 'train_mode', 'confusion_matrix', 'iou_from_confusion',
-           'EvalResult', 'evaluate', 'save_model', 'load_model', 'load_any', 'poly_lr', 'set_lr', 'make_optimizer',
-           'SourceConfig', 'resolved_recipe', 'target_eval_split', 'versions', 'source_protocol', 'train_source',
-           'source_key', 'cached_source', 'source_checkpoint', 'source_report']
+__all__ = ['ARCHS', 'EMA_BN_MODES', 'BN_POLICIES', 'MODEL_FORMAT', 'SOURCE_RECIPES', 'check_input', 'BasicBlock', 'ASPPSum',
+           'SmallSegNet', 'build_model', 'ema_alpha', 'EMATeacher', 'unwrap', 'train_mode', 'confusion_matrix',
+           'iou_from_confusion', 'EvalResult', 'evaluate', 'save_model', 'load_model', 'load_any', 'poly_lr', 'set_lr',
+           'make_optimizer', 'SourceConfig', 'resolved_recipe', 'target_eval_split', 'versions', 'source_protocol',
+           'train_source', 'source_key', 'cached_source', 'source_checkpoint', 'source_report']
 
 # %% ../nbs/02_models.ipynb #d9112546
 def check_input(x:torch.Tensor) -> torch.Tensor:
@@ -163,11 +163,13 @@ def unwrap(m):
     "The module inside DataParallel / DistributedDataParallel wrappers."
     return m.module if isinstance(m, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else m
 
+BN_POLICIES = ('train', 'frozen')  # what `train_mode` does with BatchNorm layers
+
 def train_mode(model:nn.Module,  # the network about to take a training step
                bn:str='train',   # 'train': BatchNorm normalises with batch statistics and updates its running ones; 'frozen': BatchNorm stays in eval mode
               ) -> nn.Module:
     "`model.train()`, with every BatchNorm layer kept in eval mode when `bn='frozen'` (the field's DeepLabV2 recipe)."
-    if bn not in ('train', 'frozen'): raise ValueError(f"bn={bn!r} is unknown; valid ones are ['frozen', 'train']")
+    if bn not in BN_POLICIES: raise ValueError(f"bn={bn!r} is unknown; valid ones are {sorted(BN_POLICIES)}")
     model.train()
     if bn == 'frozen':
         for m in model.modules():

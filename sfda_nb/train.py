@@ -92,7 +92,7 @@ def resolve(cfg:TrainConfig) -> tuple[Optional[str], Optional[str]]:
     _choose('source', cfg.source, data.DATASETS); _choose('target', cfg.target, data.DATASETS)
     _choose('metric_loss', cfg.metric_loss, metric.METRIC_LOSSES)
     _choose('loss_norm', cfg.loss_norm, ('mean', 'weight_sum'))
-    _choose('student_bn', cfg.student_bn, ('train', 'frozen'))
+    _choose('student_bn', cfg.student_bn, models.BN_POLICIES)
     _choose('report', cfg.report, ('teacher', 'student'))
     _choose('amp', cfg.amp, ('none', 'bf16', 'fp16'))
     _choose('optimizer', cfg.optimizer, ('sgd', 'adamw'))

@@ -2,25 +2,15 @@
 
     python benchmarks/probes/adapt.py '{"lr": 3e-4, "iters": 400}' NAME [OUT_ROOT]
 
-FREEZE_BN=1 keeps every BatchNorm layer in eval mode (frozen statistics, as DeepLabV2 in the field).
 Seed 100 by default: the probes of results/adaptation_probes.md tune nothing on the reported seeds 0-2.
 """
-import os, sys, json
+import sys, json
 from pathlib import Path
 from sfda_nb import train
 
 kw, name = json.loads(sys.argv[1]), sys.argv[2]
 root = Path(sys.argv[3] if len(sys.argv) > 3 else '/tmp/sfda_probes')
 cfg = train.TrainConfig(**{'seed': 100, 'eval_every': 100, 'threads': 1, 'out_dir': str(root/name), **kw})
-if os.environ.get('FREEZE_BN'):  # the field's setting: the student's BatchNorm stays in eval mode (running statistics frozen)
-    from torch import nn
-    _train = nn.Module.train
-    def _frozen_bn_train(self, mode=True):
-        _train(self, mode)
-        for mod in self.modules():
-            if isinstance(mod, nn.modules.batchnorm._BatchNorm): _train(mod, False)
-        return self
-    nn.Module.train = _frozen_bn_train
 m = train.run(cfg)
 hist = [(e['iter'], round(e['teacher']['miou'], 1), round(e['student']['miou'], 1)) for e in m['history']]
 print('RESULT', name, kw, 'source', round(m['source_only']['miou'], 1), '(iter, teacher, student):', hist,
