@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #4971df24
 from __future__ import annotations
-import dataclasses, functools, warnings
+import dataclasses, functools, struct, warnings
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional, Sequence
 
@@ -21,12 +21,12 @@ from .core import IGNORE, default_data_root
 
 # %% auto #0
 __all__ = ['CLASS_NAMES19', 'PALETTE19', 'ID2TRAIN', 'CS_ID_KNOWN', 'PROTOCOLS', 'SYNTHIA_CLASSES', 'SYNTHIA2TRAIN',
-           'SYNTHIA_KNOWN', 'NTHU_CITIES', 'RENDER_HINT', 'DATASETS', 'Protocol', 'get_protocol', 'default_protocol',
-           'palette_of', 'colorize', 'palette_legend', 'decode_label', 'read_rgb', 'read_index_png',
-           'read_synthia_label', 'ItemKey', 'item_seed', 'SegDataset', 'UnknownLabelWarning', 'holdout_split',
-           'GTA5Dataset', 'SynthiaDataset', 'CityscapesDataset', 'NTHUDataset', 'resize_image', 'resize_label',
-           'Resize', 'Compose', 'TrainTransform', 'DatasetSpec', 'get_dataset', 'collate', 'batch_to', 'BatchStream',
-           'eval_loader']
+           'SYNTHIA_KNOWN', 'SIZE_MISMATCH', 'NTHU_CITIES', 'RENDER_HINT', 'DATASETS', 'Protocol', 'get_protocol',
+           'default_protocol', 'palette_of', 'colorize', 'palette_legend', 'decode_label', 'read_rgb', 'image_size',
+           'read_index_png', 'read_synthia_label', 'ItemKey', 'item_seed', 'SizeMismatchWarning', 'size_mismatches',
+           'SegDataset', 'UnknownLabelWarning', 'holdout_split', 'GTA5Dataset', 'SynthiaDataset', 'CityscapesDataset',
+           'NTHUDataset', 'resize_image', 'resize_label', 'Resize', 'Compose', 'TrainTransform', 'DatasetSpec',
+           'get_dataset', 'collate', 'batch_to', 'BatchStream', 'eval_loader']
 
 # %% ../nbs/01_data.ipynb #b24ead96
 _TRAIN_ROWS = sorted((l for l in cs_labels.labels if 0 <= l.trainId < IGNORE), key=lambda l: l.trainId)
@@ -191,6 +191,18 @@ def read_rgb(path) -> np.ndarray:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise OSError(f"cannot read image {path}: {e}") from None
 
+_PNG_SIG = b'\x89PNG\r\n\x1a\n'
+
+def image_size(path, what:str='image') -> tuple[int, int]:
+    "(W, H) of an image file from its header alone (PNG: the IHDR chunk; other formats: PIL's lazy open)."
+    try:
+        with open(path, 'rb') as f: head = f.read(24)
+        if head[:8] == _PNG_SIG and head[12:16] == b'IHDR': return tuple(int(v) for v in struct.unpack('>II', head[16:24]))
+        with Image.open(path) as im: return im.size
+    except FileNotFoundError: raise FileNotFoundError(f"{what} {path} does not exist") from None
+    except (OSError, ValueError, SyntaxError, struct.error, Image.DecompressionBombError) as e:
+        raise OSError(f"cannot read {what} {path}: {e}") from None
+
 def read_index_png(path) -> np.ndarray:
     "The raw values of a palette (P) or greyscale (L, 16-bit) label PNG: indices, never colours."
     try:
@@ -229,6 +241,24 @@ def _slot() -> int:
     return 0 if info is None else 1 + info.id % (_SLOTS - 1)
 
 # %% ../nbs/01_data.ipynb #befdcc46
+SIZE_MISMATCH = ('error', 'skip', 'resize')  # what a reader does with image/label pairs of different sizes
+
+class SizeMismatchWarning(UserWarning):
+    "Some image/label pairs differ in size; they were dropped, or their labels resized (`size_mismatch`)."
+
+def size_mismatches(pairs) -> list:
+    "`(image, label, image (W, H), label (W, H))` of every labelled pair whose sizes differ, read from the file headers."
+    out = []
+    for im, lb in pairs:
+        if lb is None: continue
+        a, b = image_size(im, 'image'), image_size(lb, 'label')
+        if a != b: out.append((im, lb, a, b))
+    return out
+
+def _mismatch_lines(found, k=5) -> str:
+    s = '\n'.join(f"  image {im} is {a[0]}×{a[1]} but its label {lb} is {b[0]}×{b[1]} (W×H)" for im, lb, a, b in found[:k])
+    return s + (f"\n  … and {len(found) - k} more" if len(found) > k else '')
+
 class SegDataset(Dataset):
     "Base of the readers: (image, label) pairs decoded to a protocol's ids, then transformed."
     kind = 'dataset'       # the format's name, for messages
@@ -244,6 +274,7 @@ class SegDataset(Dataset):
                  transform:Optional[Callable]=None,  # `(img, label, generator) -> (img, label)`
                  name:Optional[str]=None,            # registry name, for messages (default: `kind`)
                  obtain:Optional[str]=None,          # overrides where-to-get-it in the missing-root error
+                 size_mismatch:str='error',          # pairs of different sizes: error | skip (drop them) | resize (label to image)
                 ):
         self.root, self.split, self.name = Path(root), split, name or self.kind
         self.protocol, self.transform = get_protocol(protocol), transform
@@ -251,8 +282,13 @@ class SegDataset(Dataset):
         if split not in self.splits:
             raise ValueError(f"{self.name}: unknown split {split!r}; valid splits: {list(self.splits)}")
         if not self.root.is_dir(): raise self._missing(f"folder {self.root} does not exist")
+        if size_mismatch not in SIZE_MISMATCH:
+            raise ValueError(f"size_mismatch={size_mismatch!r} is not one of {list(SIZE_MISMATCH)}")
+        self.size_mismatch = size_mismatch
         self.pairs = self._pairs(split)
         if not self.pairs: raise self._missing(f"no images for split {split!r} under {self.root}")
+        self.mismatched = size_mismatches(self.pairs)  # checked up front: a mismatch never stops a long run midway
+        if self.mismatched: self._on_mismatch(split)
         self.has_labels = self.pairs[0][1] is not None
         self.names = [self._name(im) for im, _ in self.pairs]
         self._unknown = torch.zeros(_SLOTS, dtype=torch.int64).share_memory_()
@@ -261,6 +297,23 @@ class SegDataset(Dataset):
     def _missing(self, what):
         return FileNotFoundError(f"{self.name} dataset not found: {what}.\nExpected layout under {self.root}:\n"
                                  f"  {self.layout}\nHow to get it: {self.obtain}")
+
+    def _on_mismatch(self, split):
+        "Apply `size_mismatch` to the pairs whose image and label sizes differ."
+        n, found = len(self.pairs), self.mismatched
+        head = f"{self.name} ({self.root}, split {split!r}): {len(found)} of {n} image/label pairs differ in size"
+        if self.size_mismatch == 'error':
+            raise ValueError(f"{head}:\n{_mismatch_lines(found)}\nNothing was read. Pass size_mismatch='skip' to drop "
+                             f"these pairs (as RobustNet's GTAV loader does) or size_mismatch='resize' to resize each such "
+                             f"label to its image, nearest neighbour (what the fixed-size resize of AdaptSegNet, ADVENT and "
+                             f"DACS does without saying so).")
+        if self.size_mismatch == 'skip':
+            bad = {im for im, *_ in found}
+            self.pairs = [pr for pr in self.pairs if pr[0] not in bad]
+            if not self.pairs: raise ValueError(f"{head}: every pair, so size_mismatch='skip' leaves nothing")
+        warnings.warn(f"{head}; size_mismatch={self.size_mismatch!r}: they are "
+                      f"{'dropped' if self.size_mismatch == 'skip' else 'kept, each label resized to its image'}:\n"
+                      f"{_mismatch_lines(found)}", SizeMismatchWarning, stacklevel=3)
 
     def _with_labels(self, images, label_of):
         "Pair each image with its label file, refusing an image whose label is missing."
@@ -288,6 +341,12 @@ class SegDataset(Dataset):
 class UnknownLabelWarning(UserWarning):
     "A label file holds values its encoding does not define; they were read as ignore."
 
+def _nearest(a:np.ndarray, hw) -> np.ndarray:
+    "Nearest-neighbour resize of a raw label array (pixel centres, as `nearest-exact`): values are never mixed."
+    rows = np.minimum(((np.arange(hw[0]) + 0.5) * a.shape[0] / hw[0]).astype(int), a.shape[0] - 1)
+    cols = np.minimum(((np.arange(hw[1]) + 0.5) * a.shape[1] / hw[1]).astype(int), a.shape[1] - 1)
+    return a[rows[:, None], cols[None, :]]
+
 @patch
 def __getitem__(self:SegDataset, key):
     "One item by index or `ItemKey`: read, check sizes, decode, count unknown values, transform."
@@ -298,8 +357,10 @@ def __getitem__(self:SegDataset, key):
     else:
         raw = self.read_label(lbl_path)
         if raw.shape != img.shape[:2]:
-            raise ValueError(f"{self.name}: image {img_path} is {img.shape[1]}×{img.shape[0]} but its label "
-                             f"{lbl_path} is {raw.shape[1]}×{raw.shape[0]} (W×H)")
+            if self.size_mismatch != 'resize':  # 'error'/'skip' only get here if a file changed since the header check
+                raise ValueError(f"{self.name}: image {img_path} is {img.shape[1]}×{img.shape[0]} but its label "
+                                 f"{lbl_path} is {raw.shape[1]}×{raw.shape[0]} (W×H)")
+            raw = _nearest(raw, img.shape[:2])
         label, unknown = decode_label(raw, self.raw2train, self.raw_known, self.protocol)
         if unknown.any(): self._count_unknown(lbl_path, raw[unknown])
     img, label = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), torch.from_numpy(label).long()
@@ -418,6 +479,7 @@ class TrainTransform:
     crop:Optional[tuple]=None         # (h, w) of the output; None keeps the input size
     scale:Optional[tuple]=(0.5, 1.5)  # range of the random scale factor; None for no scaling
     flip:bool=True                    # random horizontal flip with p = 0.5
+    pad:bool=True                     # a crop larger than the scaled image: True pads it (image 0, label 255); False raises the scale until the image covers the crop
 
     def __post_init__(self):
         if self.crop is not None and (len(self.crop) != 2 or min(self.crop) < 1):
@@ -428,10 +490,12 @@ class TrainTransform:
     def __call__(self, img, label, g:torch.Generator):
         H, W = img.shape[-2:]
         ch, cw = self.crop or (H, W)
-        if self.scale is not None:
-            lo, hi = self.scale
+        if self.scale is not None or not self.pad:
+            lo, hi = self.scale or (1.0, 1.0)
+            if not self.pad: cover = max(ch / H, cw / W); lo, hi = max(lo, cover), max(hi, cover)
             s = lo + (hi - lo) * torch.rand((), generator=g).item()
             size = (max(1, round(H * s)), max(1, round(W * s)))
+            if not self.pad: size = (max(size[0], ch), max(size[1], cw))
             img, label = resize_image(img, size), resize_label(label, size)
         ph, pw = max(ch - img.shape[-2], 0), max(cw - img.shape[-1], 0)
         if ph or pw: img, label = F.pad(img, (0, pw, 0, ph), value=0), F.pad(label, (0, pw, 0, ph), value=IGNORE)
@@ -471,17 +535,19 @@ def get_dataset(name:str,                 # a key of `DATASETS`
                 crop:Optional[tuple]=None,          # train crop (h, w); None = the standard train size
                 scale:Optional[tuple]=(0.5, 1.5),   # train random-scale range; None for none
                 flip:bool=True,                     # train random horizontal flip
+                pad:bool=True,                      # train crop beyond the scaled image: pad (True) or raise the scale (False)
                 path=None,                # the dataset's own folder, overriding `root/subdir`
+                size_mismatch:str='error',  # image/label pairs of different sizes: error | skip | resize (see above)
                ) -> SegDataset:
     "Open dataset `name` for `split`, decoded to `protocol`, with the standard transform of `mode`."
     if name not in DATASETS: raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
     if mode not in ('train', 'eval'): raise ValueError(f"mode={mode!r} should be 'train' or 'eval'")
     spec = DATASETS[name]
     folder = Path(path) if path is not None else Path(root if root is not None else default_data_root())/spec.subdir
-    if mode == 'train': tfm = Compose(Resize(spec.train_size), TrainTransform(crop, scale, flip))
+    if mode == 'train': tfm = Compose(Resize(spec.train_size), TrainTransform(crop, scale, flip, pad))
     else: tfm = Resize(spec.eval_size, label=False)
     return spec.cls(folder, split, protocol=protocol, transform=tfm, name=name,
-                    obtain=RENDER_HINT if name.startswith('synth_') else None, **spec.kwargs)
+                    obtain=RENDER_HINT if name.startswith('synth_') else None, size_mismatch=size_mismatch, **spec.kwargs)
 
 # %% ../nbs/01_data.ipynb #1031503f
 def collate(items:list) -> dict:

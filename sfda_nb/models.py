@@ -438,6 +438,7 @@ class SourceConfig:
     momentum: float = 0.9  # SGD momentum
     poly_power: float = 0.9  # poly learning-rate decay power
     source_split: Optional[str] = 'val'  # source split scored after training (None: skip)
+    size_mismatch: str = 'error'  # source image/label pairs of different sizes (real GTA5 has some): error | skip | resize
     eval_max_images: Optional[int] = None  # score only this many images per split (None: all)
     seed: int = 0  # seeds the model init and the batch order
     device: str = 'auto'  # 'auto', 'cpu', 'cuda', ...
@@ -471,10 +472,12 @@ def source_protocol(source:str, target:Optional[str]=None, protocol:Optional[str
     if protocol is not None: return data.get_protocol(protocol).name
     return data.default_protocol(source, target or 'cityscapes')
 
-def _eval_on(model, dataset, split, protocol, root, device, cfg) -> EvalResult:
+def _eval_sets(cfg:SourceConfig, protocol, root) -> dict:
+    "The splits a source run is scored on ('<dataset>/<split>' -> dataset), opened before training so that they fail first."
     from sfda_nb import data
-    ds = data.get_dataset(dataset, split, root=root, protocol=protocol, mode='eval')
-    return evaluate(model, data.eval_loader(ds, num_workers=cfg.num_workers), protocol, device, cfg.eval_max_images)
+    pairs = ((cfg.source, cfg.source_split), (cfg.target, cfg.target and target_eval_split(cfg.target)))
+    return {f'{d}/{s}': data.get_dataset(d, s, root=root, protocol=protocol, mode='eval', size_mismatch=cfg.size_mismatch)
+            for d, s in pairs if d and s}
 
 # %% ../nbs/02_models.ipynb #a7a12256
 def _fit_source(model, stream, cfg, recipe, device, verbose) -> list:
@@ -515,7 +518,9 @@ def train_source(cfg:SourceConfig, verbose:bool=True) -> Path:
     if out.exists() and not cfg.overwrite: raise FileExistsError(f"{out} exists; pass overwrite=True to replace it")
     if cfg.threads: torch.set_num_threads(cfg.threads)
     device, gen = get_device(cfg.device), seed_everything(cfg.seed)
-    train_ds = data.get_dataset(cfg.source, 'train', root=root, protocol=proto, mode='train', crop=cfg.crop, scale=cfg.scale)
+    train_ds = data.get_dataset(cfg.source, 'train', root=root, protocol=proto, mode='train', crop=cfg.crop, scale=cfg.scale,
+                                size_mismatch=cfg.size_mismatch)
+    eval_sets = _eval_sets(cfg, proto, root)
     model = _init_model(cfg, data.get_protocol(proto).num_classes)
     model.protocol = proto
     model.to(device)
@@ -524,14 +529,14 @@ def train_source(cfg:SourceConfig, verbose:bool=True) -> Path:
     curve = _fit_source(model, stream, cfg, recipe, device, verbose)
     seconds = time.time() - t0
     evals = {}
-    for ds_name, split in ((cfg.source, cfg.source_split), (cfg.target, cfg.target and target_eval_split(cfg.target))):
-        if ds_name and split:
-            evals[f'{ds_name}/{split}'] = _eval_on(model, ds_name, split, proto, root, device, cfg).to_dict()
-            if verbose: print(f"{ds_name}/{split}: mIoU {evals[f'{ds_name}/{split}']['miou']:.1f}", flush=True)
+    for key, ds in eval_sets.items():
+        evals[key] = evaluate(model, data.eval_loader(ds, num_workers=cfg.num_workers), proto, device, cfg.eval_max_images).to_dict()
+        if verbose: print(f"{key}: mIoU {evals[key]['miou']:.1f}", flush=True)
     meta = {'kind': 'source', 'source': cfg.source, 'target': cfg.target, 'protocol': proto, 'evals': evals,
             'config': config_dict(cfg), 'recipe': recipe, 'iters': cfg.iters, 'train_seconds': round(seconds, 1),
             'threads': torch.get_num_threads(), 'device': str(device), 'loss_curve': curve,
-            'data_root': str(root), 'versions': versions(),
+            'data_root': str(root), 'versions': versions(), 'n_train': len(train_ds),
+            'size_mismatch': {'policy': cfg.size_mismatch, 'pairs': [[str(im), str(lb)] for im, lb, *_ in train_ds.mismatched]},
             'pretrained': _plain(getattr(model, 'source_info', None))}
     return save_model(out, model, meta, overwrite=cfg.overwrite, protocol=proto)
 
@@ -554,6 +559,7 @@ def source_key(cfg:SourceConfig) -> str:
     "A 12-hex-digit hash of the settings that determine a source model's weights."
     data = _data_identity(cfg)  # first: it checks the source's name
     d = {k: v for k, v in config_dict(cfg).items() if k not in _NOT_IN_KEY}
+    if d['size_mismatch'] == 'error': del d['size_mismatch']  # trains on all pairs or not at all: keys from before the option stay
     d.update(resolved_recipe(cfg), protocol=source_protocol(cfg.source, cfg.target, cfg.protocol), data=data)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -70,6 +70,7 @@ class TrainConfig:
     report: str = 'teacher'  # which model's final mIoU is the headline `miou`: teacher | student
     seed: int = 0  # random seed (data order, augmentation, mixing, sampling, init)
     data_root: str = ''  # dataset root; '' = $SFDA_DATA or <project>/data
+    size_mismatch: str = 'error'  # target image/label pairs of different sizes: error (list them before anything runs) | skip (drop them) | resize (label to image)
     out_dir: str = ''  # run folder; '' = runs/<source>-<target>/<method>-<reliability>-<mix>-s<seed>
     device: str = 'auto'  # auto | cpu | cuda | cuda:1 ...
     amp: str = 'none'  # mixed precision on GPU: none | bf16 | fp16 (with a grad scaler)
@@ -97,6 +98,7 @@ def resolve(cfg:TrainConfig) -> tuple[Optional[str], Optional[str]]:
     _choose('amp', cfg.amp, ('none', 'bf16', 'fp16'))
     _choose('optimizer', cfg.optimizer, ('sgd', 'adamw'))
     _choose('mocm_mode', cfg.mocm_mode, ('sample', 'top'))
+    _choose('size_mismatch', cfg.size_mismatch, data.SIZE_MISMATCH)
     if cfg.iters < 0 or cfg.batch_size < 1: raise ConfigError(f"iters={cfg.iters} and batch_size={cfg.batch_size} must be >= 0 and >= 1")
     return rel, mix
 
@@ -426,17 +428,23 @@ def prepare(cfg:TrainConfig, extra_cbs=()) -> Run:
     if int(os.environ.get('WORLD_SIZE', '1')) > 1:  # launched by torchrun: one process per device (chapter 08_scale)
         from sfda_nb import scale
         dist = scale.init_distributed(device, cfg.batch_size); device = dist.device
+    per_process = cfg.batch_size // (dist.world if dist is not None else 1)
+    if mix_name not in (None, 'none') and per_process < 2:  # a batch of one would be mixed with itself: no mixing at all
+        raise ConfigError(f"mix={mix_name!r} pastes between images of one process's batch, which would hold {per_process}: "
+                          f"use batch_size >= {2 * (dist.world if dist is not None else 1)} or mix='none'")
     protocol = data.PROTOCOLS[data.default_protocol(cfg.source, cfg.target)]
     if (cfg.target.startswith('synth_') or cfg.source.startswith('synth_')) and (dist is None or dist.rank == 0):
         from sfda_nb import synth; synth.ensure_benchmark(root)
     if dist is not None: dist.barrier()
     # datasets first: a missing real dataset fails here, before any model is built
-    train_ds = data.get_dataset(cfg.target, 'train', root=root, protocol=protocol.name, mode='train', crop=cfg.crop)
-    eval_ds = data.get_dataset(cfg.target, models.target_eval_split(cfg.target), root=root, protocol=protocol.name, mode='eval')
+    train_ds = data.get_dataset(cfg.target, 'train', root=root, protocol=protocol.name, mode='train', crop=cfg.crop,
+                                pad=False, size_mismatch=cfg.size_mismatch)  # no black padding to pseudo-label
+    eval_ds = data.get_dataset(cfg.target, models.target_eval_split(cfg.target), root=root, protocol=protocol.name, mode='eval',
+                               size_mismatch=cfg.size_mismatch)
     out = run_dir(cfg, rel_name, mix_name)
     resuming = claim_out_dir(out, cfg.resume) if dist is None else dist.claim_out_dir(out, cfg.resume)
-    gen = seed_everything(cfg.seed)
     student, src_meta = source_model(cfg, protocol, root, device)
+    gen = seed_everything(cfg.seed)  # after the source model: one trained just now uses the global RNG
     if cfg.channels_last: student = student.to(memory_format=torch.channels_last)
     teacher = models.EMATeacher(student, alpha=cfg.ema_alpha)
     rel = _make_reliability(rel_name or 'none', cfg, student, protocol, device)  # source_only: never stepped

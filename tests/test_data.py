@@ -1,5 +1,5 @@
 """sfda_nb.data on hand-made files in each real encoding: exact decoding, bad input, workers, resumable order."""
-import shutil, warnings
+import re, shutil, warnings
 from pathlib import Path
 
 import cv2
@@ -10,6 +10,7 @@ from cityscapesscripts.helpers import labels as cs_labels
 from PIL import Image
 
 from sfda_nb.data import (DATASETS, PROTOCOLS, BatchStream, CityscapesDataset, GTA5Dataset, ItemKey, NTHUDataset,
+                          SizeMismatchWarning,
                           SynthiaDataset, UnknownLabelWarning, eval_loader, get_dataset)
 
 H, W = 4, 6
@@ -253,9 +254,24 @@ def test_colour_label_is_refused(broken):
 ])
 def test_size_mismatch_names_both_files(broken, name, img, lbl, write):
     write(broken/lbl)
-    ds = get_dataset(name, 'val', root=broken, mode='eval')
-    with pytest.raises(ValueError) as e: ds[0]
+    with pytest.raises(ValueError) as e: get_dataset(name, 'val', root=broken, mode='eval')  # on opening, from the headers
     assert str(broken/img) in str(e.value) and str(broken/lbl) in str(e.value)
+    assert "size_mismatch='skip'" in str(e.value) and "size_mismatch='resize'" in str(e.value)
+    with pytest.warns(SizeMismatchWarning, match='dropped'):
+        sk = get_dataset(name, 'val', root=broken, mode='eval', size_mismatch='skip')
+    with pytest.warns(SizeMismatchWarning, match='each label resized'):
+        full = get_dataset(name, 'val', root=broken, mode='eval', size_mismatch='resize')
+    assert len(sk) == len(full) - 1 and full.names[0] not in sk.names
+    it = full[0]  # kept: the label is resized to the image (then the eval transform leaves it at that size)
+    assert it['label'].shape == tuple(Image.open(broken/img).size[::-1])
+
+
+def test_size_mismatch_found_after_opening_still_named(broken):
+    "A label replaced after the dataset was opened is caught when the item is read."
+    ds = get_dataset('cityscapes', 'val', root=broken, mode='eval')
+    lbl = broken/'cityscapes/gtFine/val/lindau/lindau_000000_000019_gtFine_labelIds.png'
+    ids_png(lbl, np.zeros((H + 1, W)))
+    with pytest.raises(ValueError, match=re.escape(str(lbl))): ds[0]
 
 
 def test_readers_never_write(root, quiet):

@@ -1,5 +1,5 @@
 """Model tests that spawn processes or are too slow for the notebook (02_models)."""
-import json, subprocess, sys, textwrap
+import json, re, subprocess, sys, textwrap
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +119,27 @@ def test_deeplab_source_training_from_imagenet_layout(tmp_path):
     with pytest.raises(Exception, match="only applies to arch='deeplabv2_r101'"):
         models.train_source(frozen_config(models.SourceConfig, dict(pretrained=str(init), out=str(tmp_path/'s.pt'),
                                                                     data_root=str(tmp_path), device='cpu')))
+
+
+def test_source_training_size_mismatch(tmp_path, one_thread):
+    "A source pair whose label has another size stops training before it starts, or is skipped/resized and recorded."
+    from sfda_nb.core import frozen_config
+    from sfda_nb.data import SizeMismatchWarning
+    write_tiny(tmp_path)
+    bad = tmp_path/'synth_gta5'/'labels'/'00003.png'
+    Image.fromarray(np.full((16, 64), 7, np.uint8), mode='L').save(bad)  # 64×16 label for a 64×32 image
+    bad_val = tmp_path/'synth_gta5'/'labels'/'00010.png'                  # every 10th pair is held out as source val
+    Image.fromarray(np.full((30, 64), 7, np.uint8), mode='L').save(bad_val)
+    base = dict(iters=2, batch_size=2, crop=[32, 32], arch_kwargs={'width': 4, 'feat_dim': 8}, data_root=str(tmp_path),
+                device='cpu', eval_max_images=1, log_every=1)
+    with pytest.raises(ValueError, match=f"(?s)label {re.escape(str(bad))} is 64×16.*size_mismatch='skip'"):
+        models.train_source(frozen_config(models.SourceConfig, base | dict(out=str(tmp_path/'e.pt'))), verbose=False)
+    assert not (tmp_path/'e.pt').exists()
+    metas = {}
+    for policy, n in (('skip', 9), ('resize', 10)):  # 12 pairs, every 10th held out as val: 10 train (one mismatched)
+        with pytest.warns(SizeMismatchWarning):
+            path = models.train_source(frozen_config(models.SourceConfig, base | dict(size_mismatch=policy, out=str(tmp_path/f'{policy}.pt'))), verbose=False)
+        metas[policy] = models.load_model(path)[1]
+        assert metas[policy]['n_train'] == n
+        assert 'synth_gta5/val' in metas[policy]['evals']  # scored under the same policy after training
+        assert metas[policy]['size_mismatch'] == {'policy': policy, 'pairs': [[str(tmp_path/'synth_gta5'/'images'/'00003.png'), str(bad)]]}

@@ -66,3 +66,26 @@ def test_student_bn_name_checked():
     from sfda_nb.core import frozen_config, ConfigError
     with pytest.raises(ConfigError, match="student_bn 'eval'; valid choices: \\['frozen', 'train'\\]"):
         train.resolve(frozen_config(train.TrainConfig, dict(student_bn='eval')))
+
+
+def test_batch_of_one_cannot_mix():
+    "ClassMix/MOCM pair each image with another of the batch: a batch of one would mix an image with itself."
+    from sfda_nb import train
+    from sfda_nb.core import frozen_config, ConfigError
+    with pytest.raises(ConfigError, match=r"mix='classmix' pastes between images .* would hold 1: use batch_size >= 2 or mix='none'"):
+        train.prepare(frozen_config(train.TrainConfig, dict(method='mt_all', batch_size=1)))
+
+
+def test_metric_init_does_not_depend_on_the_source_cache(tmp_path, monkeypatch, one_thread):
+    "Same seed, same source checkpoint: the metric network starts the same whether the source model was just trained or cached."
+    import torch
+    from sfda_nb import train
+    from sfda_nb.core import frozen_config
+    monkeypatch.setenv('SFDA_RUNS', str(tmp_path/'runs'))
+    def start(name):
+        r = train.prepare(frozen_config(train.TrainConfig, dict(iters=1, batch_size=2, source_iters=2, seed=5, threads=1,
+                                                                eval_max_images=2, out_dir=str(tmp_path/name))))
+        return [p.detach().clone() for p in r.a.reliability.learner.parameters()], r.source_info['sha256']
+    (p1, s1), (p2, s2) = start('trained_here'), start('cached')
+    assert s1 == s2 and len(list((tmp_path/'runs'/'source_models').glob('*.pt'))) == 1
+    assert all(torch.equal(a, b) for a, b in zip(p1, p2))
