@@ -47,3 +47,32 @@ def test_concurrent_callers_share_one_render(tmp_path, one_thread):
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     for d in ('synth_gta5', 'synth_synthia'): assert read_manifest(tmp_path/d)['counts'] == {'train': 20}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith('.') and p.name != '.synth_render.lock'] == []
+
+
+# RENDER_VERSION -> sha256 of `_fingerprint()`. A cache (rendered benchmark, cached source model) is keyed by the
+# version, not by the drawing code, so a change to the pictures without a bump would silently reuse stale caches.
+RENDER_FINGERPRINTS = {2: 'cb18816d1d98741693c75774bc91456e352588fd427dc3c32b5697fbd0d9b6f6'}
+
+def _fingerprint(tmp) -> str:
+    "One small scene per domain and split, written in its real encoding and read back as pixels."
+    import hashlib
+    import cv2
+    import numpy as np
+    from sfda_nb import synth
+    h = hashlib.sha256()
+    for d in synth.DOMAINS:
+        for split in synth.SPLITS[d]:
+            scene = synth.render_scene(d, (64, 128), np.random.default_rng(7))
+            h.update(synth.encode_sample(d, split, scene, tmp/d, 3).tobytes())
+            for k in ('img', 'label'):
+                rel = synth.sample_files(d, split, 3)[k]
+                if rel is not None: h.update(np.ascontiguousarray(cv2.imread(str(tmp/d/rel), cv2.IMREAD_UNCHANGED)).tobytes())
+    return h.hexdigest()
+
+def test_rendered_pictures_match_render_version(tmp_path):
+    from sfda_nb import synth
+    fp = _fingerprint(tmp_path)
+    assert RENDER_FINGERPRINTS.get(synth.RENDER_VERSION) == fp, (
+        f"the renderer now writes other pictures or labels than RENDER_VERSION={synth.RENDER_VERSION} did (fingerprint {fp}): "
+        f"bump synth.RENDER_VERSION, which invalidates every rendered benchmark and cached source model, and record the new "
+        f"fingerprint in RENDER_FINGERPRINTS")
