@@ -25,8 +25,9 @@ def main(path=None):
     print(f"source model {Path(path).name}: synth_gta5 val {src['miou']:.1f}, synth_cityscapes val {tgt['miou']:.1f} mIoU19\n")
     print('| class | source val (in-domain) | target | field source-only, GTA5 → CS |')
     print('| --- | --- | --- | --- |')
-    for c, f in FIELD_SOURCE_ONLY.items(): print(f"| {c} | {src['iou'][c]:.1f} | {tgt['iou'][c]:.1f} | {f:.1f} |")
-    low = lambda d: sum(d[c] < 3 for c in FIELD_SOURCE_ONLY)
+    fmt = lambda v: 'n/a (absent)' if v is None else f'{v:.1f}'  # a class in neither ground truth nor prediction
+    for c, f in FIELD_SOURCE_ONLY.items(): print(f"| {c} | {fmt(src['iou'][c])} | {fmt(tgt['iou'][c])} | {f:.1f} |")
+    low = lambda d: sum(d[c] is not None and d[c] < 3 for c in FIELD_SOURCE_ONLY)
     print(f"\nclasses under 3 IoU: source val {low(src['iou'])}, target {low(tgt['iou'])}, field {low(FIELD_SOURCE_ONLY)}")
     print(f"target / in-domain mIoU: {tgt['miou'] / src['miou']:.2f}")
 
