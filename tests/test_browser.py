@@ -147,6 +147,21 @@ class JupyterLab:
     def __exit__(self, *exc): self.stop()
 
 
+KERNEL_IDLE = """() => { const w = window.jupyterapp.shell.currentWidget;
+    const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+    return !!k && k.status === 'idle'; }"""
+STARTED = "() => [...document.querySelectorAll('.jp-InputPrompt')].some(p => /\\[(\\*|[0-9]+)\\]/.test(p.innerText))"
+
+def run_all(page, tries=3):
+    "Run every cell once the notebook is the current widget and its kernel is idle; re-issue if no cell started."
+    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+    for i in range(tries):
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); return 1; }")  # don't await it
+        try: return page.wait_for_function(STARTED, timeout=30_000)
+        except sync_api.TimeoutError:
+            if i == tries - 1: raise
+
+
 def test_explorer_and_live_view_render_in_jupyterlab(tmp_path):
     nbdir = tmp_path/'nbs'; nbdir.mkdir()
     make_notebook(nbdir/'viz_check.ipynb')
@@ -161,7 +176,7 @@ def test_explorer_and_live_view_render_in_jupyterlab(tmp_path):
                 page.goto(lab.url('lab/tree/viz_check.ipynb'), timeout=90_000)
                 page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook .jp-Cell')", timeout=90_000)
                 accept_kernel_dialog(page)
-                page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); return 1; }")  # don't await it
+                run_all(page)
                 page.get_by_text('CELLS_DONE', exact=True).wait_for(timeout=150_000)
                 assert page.get_by_text('LIVE True', exact=True).count() == 1  # LiveView detected the frontend
                 # the explorer: controls, the summary line and the matplotlib figure inside its Output widget
