@@ -107,7 +107,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'sfda_nb.data._KeySampler.__iter__': ('data.html#_keysampler.__iter__', 'sfda_nb/data.py'),
                               'sfda_nb.data._cityscapes_id_luts': ('data.html#_cityscapes_id_luts', 'sfda_nb/data.py'),
                               'sfda_nb.data._mismatch_lines': ('data.html#_mismatch_lines', 'sfda_nb/data.py'),
-                              'sfda_nb.data._nearest': ('data.html#_nearest', 'sfda_nb/data.py'),
                               'sfda_nb.data._protocol': ('data.html#_protocol', 'sfda_nb/data.py'),
                               'sfda_nb.data._registry': ('data.html#_registry', 'sfda_nb/data.py'),
                               'sfda_nb.data._slot': ('data.html#_slot', 'sfda_nb/data.py'),

@@ -23,10 +23,10 @@ from .core import IGNORE, default_data_root
 __all__ = ['CLASS_NAMES19', 'PALETTE19', 'ID2TRAIN', 'CS_ID_KNOWN', 'PROTOCOLS', 'SYNTHIA_CLASSES', 'SYNTHIA2TRAIN',
            'SYNTHIA_KNOWN', 'SIZE_MISMATCH', 'NTHU_CITIES', 'RENDER_HINT', 'DATASETS', 'Protocol', 'get_protocol',
            'default_protocol', 'palette_of', 'colorize', 'palette_legend', 'decode_label', 'read_rgb', 'image_size',
-           'read_index_png', 'read_synthia_label', 'ItemKey', 'item_seed', 'SizeMismatchWarning', 'size_mismatches',
-           'SegDataset', 'UnknownLabelWarning', 'holdout_split', 'GTA5Dataset', 'SynthiaDataset', 'CityscapesDataset',
-           'NTHUDataset', 'resize_image', 'resize_label', 'Resize', 'Compose', 'TrainTransform', 'DatasetSpec',
-           'get_dataset', 'collate', 'batch_to', 'BatchStream', 'eval_loader']
+           'read_index_png', 'read_synthia_label', 'ItemKey', 'item_seed', 'resize_image', 'resize_label',
+           'SizeMismatchWarning', 'size_mismatches', 'SegDataset', 'UnknownLabelWarning', 'holdout_split',
+           'GTA5Dataset', 'SynthiaDataset', 'CityscapesDataset', 'NTHUDataset', 'Resize', 'Compose', 'TrainTransform',
+           'DatasetSpec', 'get_dataset', 'collate', 'batch_to', 'BatchStream', 'eval_loader']
 
 # %% ../nbs/01_data.ipynb #b24ead96
 _TRAIN_ROWS = sorted((l for l in cs_labels.labels if 0 <= l.trainId < IGNORE), key=lambda l: l.trainId)
@@ -240,6 +240,21 @@ def _slot() -> int:
     info = torch.utils.data.get_worker_info()
     return 0 if info is None else 1 + info.id % (_SLOTS - 1)
 
+# %% ../nbs/01_data.ipynb #73a85536
+def resize_image(img:torch.Tensor, size) -> torch.Tensor:
+    "Bilinear resize of a uint8 3×H×W image to `size` = (H, W)."
+    size = tuple(int(s) for s in size)
+    if tuple(img.shape[-2:]) == size: return img
+    x = F.interpolate(img[None].float(), size=size, mode='bilinear', align_corners=False, antialias=True)
+    return x[0].round_().clamp_(0, 255).to(torch.uint8)
+
+def resize_label(label:torch.Tensor, size) -> torch.Tensor:
+    "Nearest-neighbour resize of an int64 H×W label map to `size` = (H, W)."
+    size = tuple(int(s) for s in size)
+    if tuple(label.shape[-2:]) == size: return label
+    return F.interpolate(label[None, None].float(), size=size, mode='nearest-exact')[0, 0].long()
+
+
 # %% ../nbs/01_data.ipynb #befdcc46
 SIZE_MISMATCH = ('error', 'skip', 'resize')  # what a reader does with image/label pairs of different sizes
 
@@ -288,7 +303,7 @@ class SegDataset(Dataset):
         self.pairs = self._pairs(split)
         if not self.pairs: raise self._missing(f"no images for split {split!r} under {self.root}")
         self.mismatched = size_mismatches(self.pairs)  # checked up front: a mismatch never stops a long run midway
-        if self.mismatched: self._on_mismatch(split)
+        if self.mismatched: self._on_mismatch()
         self.has_labels = self.pairs[0][1] is not None
         self.names = [self._name(im) for im, _ in self.pairs]
         self._unknown = torch.zeros(_SLOTS, dtype=torch.int64).share_memory_()
@@ -298,10 +313,10 @@ class SegDataset(Dataset):
         return FileNotFoundError(f"{self.name} dataset not found: {what}.\nExpected layout under {self.root}:\n"
                                  f"  {self.layout}\nHow to get it: {self.obtain}")
 
-    def _on_mismatch(self, split):
+    def _on_mismatch(self):
         "Apply `size_mismatch` to the pairs whose image and label sizes differ."
         n, found = len(self.pairs), self.mismatched
-        head = f"{self.name} ({self.root}, split {split!r}): {len(found)} of {n} image/label pairs differ in size"
+        head = f"{self.name} ({self.root}, split {self.split!r}): {len(found)} of {n} image/label pairs differ in size"
         if self.size_mismatch == 'error':
             raise ValueError(f"{head}:\n{_mismatch_lines(found)}\nNothing was read. Pass size_mismatch='skip' to drop "
                              f"these pairs (as RobustNet's GTAV loader does) or size_mismatch='resize' to resize each such "
@@ -341,12 +356,6 @@ class SegDataset(Dataset):
 class UnknownLabelWarning(UserWarning):
     "A label file holds values its encoding does not define; they were read as ignore."
 
-def _nearest(a:np.ndarray, hw) -> np.ndarray:
-    "Nearest-neighbour resize of a raw label array (pixel centres, as `nearest-exact`): values are never mixed."
-    rows = np.minimum(((np.arange(hw[0]) + 0.5) * a.shape[0] / hw[0]).astype(int), a.shape[0] - 1)
-    cols = np.minimum(((np.arange(hw[1]) + 0.5) * a.shape[1] / hw[1]).astype(int), a.shape[1] - 1)
-    return a[rows[:, None], cols[None, :]]
-
 @patch
 def __getitem__(self:SegDataset, key):
     "One item by index or `ItemKey`: read, check sizes, decode, count unknown values, transform."
@@ -360,10 +369,10 @@ def __getitem__(self:SegDataset, key):
             if self.size_mismatch != 'resize':  # 'error'/'skip' only get here if a file changed since the header check
                 raise ValueError(f"{self.name}: image {img_path} is {img.shape[1]}×{img.shape[0]} but its label "
                                  f"{lbl_path} is {raw.shape[1]}×{raw.shape[0]} (W×H)")
-            raw = _nearest(raw, img.shape[:2])
         label, unknown = decode_label(raw, self.raw2train, self.raw_known, self.protocol)
         if unknown.any(): self._count_unknown(lbl_path, raw[unknown])
     img, label = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), torch.from_numpy(label).long()
+    label = resize_label(label, img.shape[-2:])  # a no-op unless size_mismatch='resize' let a mismatched pair through
     if self.transform is not None:
         img, label = self.transform(img, label, torch.Generator().manual_seed(item_seed(key)))
     return {'img': img, 'label': label, 'has_label': lbl_path is not None, 'name': self.names[key.index]}
@@ -442,19 +451,6 @@ class NTHUDataset(SegDataset):
         return self._with_labels(ims, lambda p: self.root/self.city/'Labels'/'Test'/f'{p.stem}_eval.png')
 
 # %% ../nbs/01_data.ipynb #8ab356ee
-def resize_image(img:torch.Tensor, size) -> torch.Tensor:
-    "Bilinear resize of a uint8 3×H×W image to `size` = (H, W)."
-    size = tuple(int(s) for s in size)
-    if tuple(img.shape[-2:]) == size: return img
-    x = F.interpolate(img[None].float(), size=size, mode='bilinear', align_corners=False, antialias=True)
-    return x[0].round_().clamp_(0, 255).to(torch.uint8)
-
-def resize_label(label:torch.Tensor, size) -> torch.Tensor:
-    "Nearest-neighbour resize of an int64 H×W label map to `size` = (H, W)."
-    size = tuple(int(s) for s in size)
-    if tuple(label.shape[-2:]) == size: return label
-    return F.interpolate(label[None, None].float(), size=size, mode='nearest-exact')[0, 0].long()
-
 class Resize:
     "Resize the image (and, if `label`, the label) to the standard size `(W, H)`; `None` keeps the size."
     def __init__(self, size:Optional[tuple], label:bool=True): self.size, self.label = size, label

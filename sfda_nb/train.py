@@ -428,10 +428,10 @@ def prepare(cfg:TrainConfig, extra_cbs=()) -> Run:
     if int(os.environ.get('WORLD_SIZE', '1')) > 1:  # launched by torchrun: one process per device (chapter 08_scale)
         from sfda_nb import scale
         dist = scale.init_distributed(device, cfg.batch_size); device = dist.device
-    per_process = cfg.batch_size // (dist.world if dist is not None else 1)
-    if mix_name not in (None, 'none') and per_process < 2:  # a batch of one would be mixed with itself: no mixing at all
-        raise ConfigError(f"mix={mix_name!r} pastes between images of one process's batch, which would hold {per_process}: "
-                          f"use batch_size >= {2 * (dist.world if dist is not None else 1)} or mix='none'")
+    world = dist.world if dist is not None else 1
+    if mix_name not in (None, 'none') and cfg.batch_size // world < 2:  # a batch of one would be mixed with itself
+        raise ConfigError(f"mix={mix_name!r} pastes between images of one process's batch, which would hold "
+                          f"{cfg.batch_size // world}: use batch_size >= {2 * world} or mix='none'")
     protocol = data.PROTOCOLS[data.default_protocol(cfg.source, cfg.target)]
     if (cfg.target.startswith('synth_') or cfg.source.startswith('synth_')) and (dist is None or dist.rank == 0):
         from sfda_nb import synth; synth.ensure_benchmark(root)
