@@ -45,6 +45,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'sfda_nb.core.frozen_config': ('core.html#frozen_config', 'sfda_nb/core.py'),
                               'sfda_nb.core.get_device': ('core.html#get_device', 'sfda_nb/core.py'),
                               'sfda_nb.core.load_checkpoint': ('core.html#load_checkpoint', 'sfda_nb/core.py'),
+                              'sfda_nb.core.parse_kv': ('core.html#parse_kv', 'sfda_nb/core.py'),
+                              'sfda_nb.core.parse_value': ('core.html#parse_value', 'sfda_nb/core.py'),
                               'sfda_nb.core.project_root': ('core.html#project_root', 'sfda_nb/core.py'),
                               'sfda_nb.core.save_checkpoint': ('core.html#save_checkpoint', 'sfda_nb/core.py'),
                               'sfda_nb.core.seed_everything': ('core.html#seed_everything', 'sfda_nb/core.py'),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #057e0bb1
 from __future__ import annotations
-import dataclasses, hashlib, io, json, os, pickle, random, tempfile, typing
+import ast, dataclasses, hashlib, io, json, os, pickle, random, tempfile, typing
 from pathlib import Path
 from typing import NamedTuple
 
@@ -14,8 +14,8 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['IGNORE', 'SegOutput', 'upsample', 'project_root', 'default_data_root', 'default_runs_root', 'seed_everything',
-           'get_device', 'ConfigError', 'frozen_config', 'config_dict', 'check_param_groups', 'sha256_file',
-           'save_checkpoint', 'UnsafeCheckpointError', 'load_checkpoint']
+           'get_device', 'ConfigError', 'frozen_config', 'config_dict', 'parse_value', 'parse_kv', 'check_param_groups',
+           'sha256_file', 'save_checkpoint', 'UnsafeCheckpointError', 'load_checkpoint']
 
 # %% ../nbs/00_core.ipynb #02341021
 IGNORE = 255  # the ignore label of every label map in sfda_nb
@@ -106,6 +106,26 @@ def frozen_config(cls, params:dict, **overrides):
 def config_dict(cfg) -> dict:
     "A JSON-ready dict of a config dataclass."
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+# %% ../nbs/00_core.ipynb #b7e1c0a2
+_JSON_CONSTANTS = {'true': True, 'false': False, 'null': None}
+
+def parse_value(s):
+    "A parameter value from text: a Python literal, JSON's `true`/`false`/`null`, else the (stripped) text itself."
+    if not isinstance(s, str): return s
+    s = s.strip()
+    if s in _JSON_CONSTANTS: return _JSON_CONSTANTS[s]
+    try: return ast.literal_eval(s)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError): return s
+
+def parse_kv(items) -> dict:
+    "`['key=value', ...]` as a dict of parsed values (a later key wins); an item without `=` or a key raises `ConfigError`."
+    out = {}
+    for item in items:
+        k, sep, v = str(item).partition('=')
+        if not sep or not k.strip(): raise ConfigError(f"{item!r} is not key=value")
+        out[k.strip()] = parse_value(v)
+    return out
 
 # %% ../nbs/00_core.ipynb #cd9add70
 def check_param_groups(module:torch.nn.Module,  # the model whose trainable parameters must all be covered

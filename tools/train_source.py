@@ -1,7 +1,8 @@
 """Train a source model (or find it in the cache adaptation runs use) and print its mIoUs.
 
 Usage: python tools/train_source.py [key=value ...]
-  keys are `sfda_nb.models.SourceConfig` fields; values are parsed as JSON, else kept as strings.
+  keys are `sfda_nb.models.SourceConfig` fields; values are read by `sfda_nb.core.parse_value`
+  (a Python literal, true/false/null, else the text itself).
   Without `out=...` the model goes to (or is found in) runs/source_models, the cache that
   `models.source_checkpoint` and the adaptation runs of 05_train use.
 
@@ -9,23 +10,14 @@ Examples:
   python tools/train_source.py threads=2                       # the default embedded source model
   python tools/train_source.py source=synth_synthia threads=2  # the SYNTHIA-like one (protocol synthia16)
 """
-import json, sys, time
-from pathlib import Path
+import sys, time
 
 from sfda_nb import models
-from sfda_nb.core import frozen_config
-
-def parse(args):
-    kw = {}
-    for a in args:
-        if '=' not in a: sys.exit(f"argument {a!r} is not key=value\n\n{__doc__}")
-        k, v = a.split('=', 1)
-        try: kw[k] = json.loads(v)
-        except json.JSONDecodeError: kw[k] = v
-    return kw
+from sfda_nb.core import ConfigError, frozen_config, parse_kv
 
 def main(args):
-    kw = parse(args)
+    try: kw = parse_kv(args)
+    except ConfigError as e: sys.exit(f"{e}\n\n{__doc__}")
     t0 = time.time()
     if kw.get('out'):
         path = models.train_source(frozen_config(models.SourceConfig, kw))
