@@ -17,16 +17,17 @@ from fastcore.basics import patch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .core import IGNORE, default_data_root
+from .core import IGNORE, ConfigError, default_data_root
 
 # %% auto #0
 __all__ = ['CLASS_NAMES19', 'PALETTE19', 'ID2TRAIN', 'CS_ID_KNOWN', 'PROTOCOLS', 'SYNTHIA_CLASSES', 'SYNTHIA2TRAIN',
            'SYNTHIA_KNOWN', 'SIZE_MISMATCH', 'NTHU_CITIES', 'RENDER_HINT', 'DATASETS', 'Protocol', 'get_protocol',
-           'default_protocol', 'palette_of', 'colorize', 'palette_legend', 'decode_label', 'read_rgb', 'image_size',
-           'read_index_png', 'read_synthia_label', 'ItemKey', 'item_seed', 'resize_image', 'resize_label',
-           'SizeMismatchWarning', 'size_mismatches', 'SegDataset', 'UnknownLabelWarning', 'holdout_split',
-           'GTA5Dataset', 'SynthiaDataset', 'CityscapesDataset', 'NTHUDataset', 'Resize', 'Compose', 'TrainTransform',
-           'DatasetSpec', 'get_dataset', 'collate', 'batch_to', 'BatchStream', 'eval_loader']
+           'palette_of', 'colorize', 'palette_legend', 'decode_label', 'read_rgb', 'image_size', 'read_index_png',
+           'read_synthia_label', 'ItemKey', 'item_seed', 'resize_image', 'resize_label', 'SizeMismatchWarning',
+           'size_mismatches', 'SegDataset', 'UnknownLabelWarning', 'holdout_split', 'GTA5Dataset', 'SynthiaDataset',
+           'CityscapesDataset', 'NTHUDataset', 'Resize', 'Compose', 'TrainTransform', 'DatasetSpec', 'register_dataset',
+           'dataset_spec', 'eval_split', 'is_rendered', 'real_name', 'city_of', 'default_protocol', 'get_dataset',
+           'collate', 'batch_to', 'BatchStream', 'eval_loader']
 
 # %% ../nbs/01_data.ipynb #b24ead96
 _TRAIN_ROWS = sorted((l for l in cs_labels.labels if 0 <= l.trainId < IGNORE), key=lambda l: l.trainId)
@@ -84,7 +85,7 @@ def _protocol(name, train_ids, sub=None) -> Protocol:
 
 _SYNTHIA16 = (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 15, 17, 18)  # 19 minus terrain, truck, train
 _SYNTHIA13 = tuple(t for t in _SYNTHIA16 if t not in (3, 4, 5))      # minus wall, fence, pole
-_NTHU13 = (0, 1, 2, 6, 7, 8, 10, 11, 12, 13, 15, 17, 18)             # formats.md §1.4
+_NTHU13 = (0, 1, 2, 6, 7, 8, 10, 11, 12, 13, 15, 17, 18)             # the 13 classes NTHU labels
 
 PROTOCOLS = {
     'cs19': _protocol('cs19', range(19)),
@@ -98,17 +99,6 @@ def get_protocol(protocol) -> Protocol:
     if isinstance(protocol, Protocol): return protocol
     if protocol not in PROTOCOLS: raise ValueError(f"unknown protocol {protocol!r}; valid protocols: {sorted(PROTOCOLS)}")
     return PROTOCOLS[protocol]
-
-# %% ../nbs/01_data.ipynb #20128758
-def default_protocol(source:str,  # source dataset name, e.g. 'gta5' or 'synth_synthia'
-                     target:str,  # target dataset name, e.g. 'cityscapes' or 'synth_nthu_rome'
-                    ) -> str:
-    "The protocol the paper uses for the setting `source` → `target`."
-    src, tgt = (n.removeprefix('synth_') for n in (source, target))
-    if tgt.startswith('nthu'): return 'nthu13'
-    if src.startswith('gta5') or src == 'cityscapes': return 'cs19'
-    if src.startswith('synthia'): return 'synthia16'
-    raise ValueError(f"no default protocol for source {source!r}; pass one of {sorted(PROTOCOLS)} explicitly")
 
 # %% ../nbs/01_data.ipynb #e45ed4f7
 def palette_of(palette) -> np.ndarray:
@@ -503,24 +493,100 @@ class TrainTransform:
 
 # %% ../nbs/01_data.ipynb #175ded66
 class DatasetSpec(NamedTuple):
-    "One registry row."
+    "One registry row: every fact sfda_nb uses about a dataset."
     cls: type                    # the reader
     subdir: str                  # its folder under the data root
     kwargs: dict                 # extra reader arguments (the NTHU city)
     train_size: Optional[tuple]  # (W, H) images and labels are resized to for training; None = native
     eval_size: Optional[tuple]   # (W, H) of the evaluation input (labels stay at full size); None = native
+    protocol: str                # the class set its labels are scored in: a key of `PROTOCOLS`
+    labelled: tuple              # the splits that have labels
+    eval_split: str              # the split scored when it is the target
+    city: Optional[str] = None   # the NTHU city, as displayed ('Rome')
+    rendered: bool = False       # made by the embedded renderer (`synth.ensure_benchmark`), not downloaded
+    real: Optional[str] = None   # for an embedded twin: the real dataset it mirrors
+    twin: Optional[str] = None   # for a real dataset: its embedded twin
 
 RENDER_HINT = "the embedded benchmark is rendered, not downloaded: render it with `./run.sh render`"
 
-def _registry() -> dict:
-    real = {'gta5': DatasetSpec(GTA5Dataset, 'gta5', {}, (1280, 720), (1280, 720)),
-            'synthia': DatasetSpec(SynthiaDataset, 'synthia', {}, (1280, 760), (1280, 760)),
-            'cityscapes': DatasetSpec(CityscapesDataset, 'cityscapes', {}, (1024, 512), (1024, 512))}
-    for c in NTHU_CITIES: real[f'nthu_{c.lower()}'] = DatasetSpec(NTHUDataset, 'nthu', {'city': c}, (1024, 512), (1024, 512))
-    synth = {f'synth_{k}': s._replace(subdir=f'synth_{s.subdir}', train_size=None, eval_size=None) for k, s in real.items()}
-    return {**real, **synth}
+def _check_spec(name:str, spec:DatasetSpec):
+    "Refuse a row whose facts contradict each other or its reader."
+    if not (isinstance(spec.cls, type) and issubclass(spec.cls, SegDataset)):
+        raise ConfigError(f"dataset {name!r}: cls={spec.cls!r} should be a SegDataset subclass")
+    get_protocol(spec.protocol)
+    bad = [s for s in spec.labelled if s not in spec.cls.splits]
+    if bad: raise ConfigError(f"dataset {name!r}: labelled splits {bad} are not splits of {spec.cls.__name__} {spec.cls.splits}")
+    if spec.eval_split not in spec.labelled:
+        raise ConfigError(f"dataset {name!r}: eval_split={spec.eval_split!r} is not one of its labelled splits {spec.labelled}")
+    if spec.rendered != (spec.real is not None) or (spec.rendered and spec.twin is not None):
+        raise ConfigError(f"dataset {name!r}: a rendered twin names its real dataset (real=) and a real one its twin (twin=)")
 
-DATASETS = _registry()
+def register_dataset(name:str,            # the registry name, e.g. 'mapillary'
+                     spec:DatasetSpec,    # its row
+                     replace:bool=False,  # allow replacing an existing row
+                    ) -> DatasetSpec:
+    "Add dataset `name` to `DATASETS`, after checking its row."
+    if name in DATASETS and not replace: raise ConfigError(f"dataset {name!r} is already registered; pass replace=True")
+    _check_spec(name, spec)
+    DATASETS[name] = spec
+    return spec
+
+# %% ../nbs/01_data.ipynb #ecbe57d8
+_LABELLED_HOLDOUT = ('train', 'val', 'all')  # GTA5 and SYNTHIA: every split is labelled
+_RENDERED = ('gta5', 'synthia', 'cityscapes') + tuple(f'nthu_{c.lower()}' for c in NTHU_CITIES)  # the twins `synth` writes
+
+def _real_rows() -> dict:
+    rows = {'gta5': DatasetSpec(GTA5Dataset, 'gta5', {}, (1280, 720), (1280, 720), 'cs19', _LABELLED_HOLDOUT, 'val'),
+            'synthia': DatasetSpec(SynthiaDataset, 'synthia', {}, (1280, 760), (1280, 760), 'synthia16', _LABELLED_HOLDOUT, 'val'),
+            'cityscapes': DatasetSpec(CityscapesDataset, 'cityscapes', {}, (1024, 512), (1024, 512), 'cs19', ('train', 'val'), 'val')}
+    for c in NTHU_CITIES:
+        rows[f'nthu_{c.lower()}'] = DatasetSpec(NTHUDataset, 'nthu', {'city': c}, (1024, 512), (1024, 512), 'nthu13',
+                                                ('test',), 'test', city=c)
+    return rows
+
+def _twin(name:str, spec:DatasetSpec) -> DatasetSpec:
+    "The row of the embedded twin of real dataset `name`: same reader and facts, its own folder, native size."
+    return spec._replace(subdir=f'synth_{spec.subdir}', train_size=None, eval_size=None, rendered=True, real=name, twin=None)
+
+def _registry() -> dict:
+    "The built-in rows: the real datasets, then the twins the renderer writes."
+    real = {k: s._replace(twin=f'synth_{k}' if k in _RENDERED else None) for k, s in _real_rows().items()}
+    return {**real, **{f'synth_{k}': _twin(k, real[k]) for k in _RENDERED}}
+
+DATASETS = {}  # name → DatasetSpec; every row passes the checks of `register_dataset`
+for _name, _spec in _registry().items(): register_dataset(_name, _spec)
+
+# %% ../nbs/01_data.ipynb #415b9177
+def dataset_spec(name:str) -> DatasetSpec:
+    "The registry row of dataset `name`; an unknown name is a `ConfigError` listing the valid ones."
+    if name not in DATASETS: raise ConfigError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+def eval_split(name:str) -> str:
+    "The labelled split dataset `name` is scored on as a target ('val'; 'test' for NTHU)."
+    return dataset_spec(name).eval_split
+
+def is_rendered(name:str) -> bool:
+    "Whether `name` is made by the embedded renderer (`synth.ensure_benchmark`) rather than downloaded."
+    return dataset_spec(name).rendered
+
+def real_name(name:str) -> str:
+    "The real dataset `name` mirrors ('synth_gta5' → 'gta5'); a real name is its own."
+    return dataset_spec(name).real or name
+
+def city_of(name:str) -> Optional[str]:
+    "The NTHU city of `name` ('Rome'), or None."
+    return dataset_spec(name).city
+
+def default_protocol(source:str,  # source dataset name, e.g. 'gta5' or 'synth_synthia'
+                     target:str,  # target dataset name, e.g. 'cityscapes' or 'synth_nthu_rome'
+                    ) -> str:
+    "The protocol of the setting `source` → `target`: the smaller of the two datasets' protocols."
+    a, b = sorted((get_protocol(dataset_spec(n).protocol) for n in (source, target)), key=lambda p: p.num_classes)
+    if not set(a.train_ids) <= set(b.train_ids):
+        raise ConfigError(f"{source!r} ({b.name}) and {target!r} ({a.name}): neither class set contains the other; "
+                          f"pass one of {sorted(PROTOCOLS)} explicitly")
+    return a.name
 
 # %% ../nbs/01_data.ipynb #ca629ddf
 def get_dataset(name:str,                 # a key of `DATASETS`
@@ -536,14 +602,13 @@ def get_dataset(name:str,                 # a key of `DATASETS`
                 size_mismatch:str='error',  # image/label pairs of different sizes: error | skip | resize (see above)
                ) -> SegDataset:
     "Open dataset `name` for `split`, decoded to `protocol`, with the standard transform of `mode`."
-    if name not in DATASETS: raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    spec = dataset_spec(name)
     if mode not in ('train', 'eval'): raise ValueError(f"mode={mode!r} should be 'train' or 'eval'")
-    spec = DATASETS[name]
     folder = Path(path) if path is not None else Path(root if root is not None else default_data_root())/spec.subdir
     if mode == 'train': tfm = Compose(Resize(spec.train_size), TrainTransform(crop, scale, flip, pad))
     else: tfm = Resize(spec.eval_size, label=False)
     return spec.cls(folder, split, protocol=protocol, transform=tfm, name=name,
-                    obtain=RENDER_HINT if name.startswith('synth_') else None, size_mismatch=size_mismatch, **spec.kwargs)
+                    obtain=RENDER_HINT if spec.rendered else None, size_mismatch=size_mismatch, **spec.kwargs)
 
 # %% ../nbs/01_data.ipynb #1031503f
 def collate(items:list) -> dict:

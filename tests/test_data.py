@@ -9,16 +9,19 @@ import torch
 from cityscapesscripts.helpers import labels as cs_labels
 from PIL import Image
 
-from sfda_nb.data import (DATASETS, PROTOCOLS, BatchStream, CityscapesDataset, GTA5Dataset, ItemKey, NTHUDataset,
-                          SizeMismatchWarning,
-                          SynthiaDataset, UnknownLabelWarning, eval_loader, get_dataset)
+from sfda_nb import synth
+from sfda_nb.core import ConfigError
+from sfda_nb.data import (DATASETS, PROTOCOLS, BatchStream, CityscapesDataset, DatasetSpec, GTA5Dataset, ItemKey,
+                          NTHUDataset, SegDataset, SizeMismatchWarning, SynthiaDataset, UnknownLabelWarning, city_of,
+                          dataset_spec, default_protocol, eval_loader, eval_split, get_dataset, is_rendered, real_name,
+                          register_dataset)
 
 H, W = 4, 6
 ID_PALETTE = np.zeros((256, 3), np.uint8)
 for l in cs_labels.labels:
     if l.id >= 0: ID_PALETTE[l.id] = l.color
 
-# one label map per encoding, with the protocol labels each must decode to (written by hand from formats.md)
+# one label map per encoding, with the protocol labels each must decode to (written by hand from the official tables)
 CS_IDS = np.array([[7, 8, 11, 12, 13, 17], [19, 20, 21, 22, 23, 24], [25, 26, 27, 28, 31, 32], [33, 0, 9, 18, 50, 255]])
 CS19 = [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11], [12, 13, 14, 15, 16, 17], [18, 255, 255, 255, 255, 255]]
 CS_S16 = [[0, 1, 2, 3, 4, 5], [6, 7, 8, 255, 9, 10], [11, 12, 255, 13, 255, 14], [15, 255, 255, 255, 255, 255]]
@@ -132,8 +135,8 @@ def test_splits(root):
 
 def test_standard_sizes(root, quiet):
     for name, (w, h) in [('gta5', (1280, 720)), ('synthia', (1280, 760)), ('cityscapes', (1024, 512)), ('nthu_rome', (1024, 512))]:
-        split = {'nthu_rome': 'test'}.get(name, 'val')
-        ev = get_dataset(name, split, root=root, mode='eval', protocol='nthu13' if 'nthu' in name else 'cs19')[0]
+        split = eval_split(name)
+        ev = get_dataset(name, split, root=root, mode='eval', protocol=dataset_spec(name).protocol)[0]
         assert ev['img'].shape == (3, h, w) and ev['label'].shape == (H, W)  # label at full resolution
         tr = get_dataset(name, split, root=root, mode='train', scale=None, flip=False)[0]
         assert tr['img'].shape == (3, h, w) and tr['label'].shape == (h, w)
@@ -198,8 +201,7 @@ def test_augmentation_depends_only_on_the_key(root, quiet):
     ('synth_nthu_rio', ['Images/Train/*.jpg', 'render it with `./run.sh render`']),
 ])
 def test_missing_root_names_layout_and_source(tmp_path, name, expect):
-    split = 'test' if 'nthu' in name else 'val'
-    with pytest.raises(FileNotFoundError) as e: get_dataset(name, split, root=tmp_path)
+    with pytest.raises(FileNotFoundError) as e: get_dataset(name, eval_split(name), root=tmp_path)
     msg = str(e.value)
     assert str(tmp_path/DATASETS[name].subdir) in msg
     for s in expect: assert s in msg, (s, msg)
@@ -226,7 +228,7 @@ def broken(root, tmp_path):
 def test_image_without_label_names_both(broken, name, split, label):
     (broken/label).unlink()
     with pytest.raises(FileNotFoundError, match=r'has no label; expected .*' + label.replace('.', r'\.')):
-        get_dataset(name, split, root=broken, protocol='nthu13' if 'nthu' in name else 'cs19')
+        get_dataset(name, split, root=broken, protocol=dataset_spec(name).protocol)
 
 
 @pytest.mark.parametrize('rel', ['gta5/images/00003.png', 'gta5/labels/00003.png', 'synthia/RGB/0000002.png',
@@ -236,7 +238,7 @@ def test_corrupt_file_is_named(broken, rel):
     p.write_bytes(p.read_bytes()[:60])  # truncated
     name = {'gta5': 'gta5', 'synthia': 'synthia', 'nthu': 'nthu_rome'}[rel.split('/')[0]]
     split = 'train' if 'nthu' in rel else 'all'
-    ds = get_dataset(name, split, root=broken, mode='eval', protocol='nthu13' if 'nthu' in rel else 'cs19')
+    ds = get_dataset(name, split, root=broken, mode='eval', protocol=dataset_spec(name).protocol)
     with pytest.raises(OSError, match='cannot read .*' + rel.replace('.', r'\.')): ds[2]  # the third file of each
 
 
@@ -277,11 +279,59 @@ def test_size_mismatch_found_after_opening_still_named(broken):
 def test_readers_never_write(root, quiet):
     snap = lambda: sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob('*'))
     before = snap()
-    for name in DATASETS:
-        if 'nthu' in name and not name.endswith(('rome', 'taipei')): continue
-        for split in (('train', 'test') if 'nthu' in name else ('train', 'val')):
+    for name, spec in DATASETS.items():
+        if city_of(name) not in (None, 'Rome', 'Taipei'): continue  # the fixtures hold two of the four cities
+        for split in ('train', spec.eval_split):
             for mode in ('train', 'eval'):
-                ds = get_dataset(name, split, root=root, mode=mode, crop=(3, 3),
-                                 protocol='nthu13' if 'nthu' in name else 'cs19')
+                ds = get_dataset(name, split, root=root, mode=mode, crop=(3, 3), protocol=spec.protocol)
                 for b in eval_loader(ds): pass
     assert snap() == before
+
+
+def test_registry_facts():
+    assert [default_protocol(s, t) for s, t in [('gta5', 'cityscapes'), ('synth_synthia', 'synth_cityscapes'),
+                                                ('cityscapes', 'nthu_rio'), ('synthia', 'synth_nthu_tokyo')]] == \
+        ['cs19', 'synthia16', 'nthu13', 'nthu13']
+    assert set(PROTOCOLS['nthu13'].train_ids) < set(PROTOCOLS['synthia16'].train_ids) < set(PROTOCOLS['cs19'].train_ids)
+    assert [eval_split(n) for n in ('synth_gta5', 'cityscapes', 'nthu_taipei')] == ['val', 'val', 'test']
+    assert (is_rendered('synth_gta5'), is_rendered('gta5'), real_name('synth_gta5'), real_name('gta5')) == (True, False, 'gta5', 'gta5')
+    assert (city_of('synth_nthu_rome'), city_of('cityscapes')) == ('Rome', None)
+    for name, spec in DATASETS.items():
+        assert set(spec.labelled) <= set(spec.cls.splits) and spec.eval_split in spec.labelled
+        if spec.twin: assert DATASETS[spec.twin].real == name
+    with pytest.raises(ConfigError, match="unknown dataset 'gta6'; valid names: gta5, synthia"): dataset_spec('gta6')
+    with pytest.raises(ConfigError, match='already registered'): register_dataset('gta5', DATASETS['gta5'])
+
+
+def test_rendered_rows_are_the_renderers_domains(tmp_path):
+    assert {k for k, s in DATASETS.items() if s.rendered} == set(synth.DOMAINS)
+    for d in synth.DOMAINS:
+        s = DATASETS[d]
+        assert synth.domain_dir(tmp_path, d) == tmp_path/s.subdir/(s.city or '')
+        assert synth.LAYOUT[d] == DATASETS[s.real].subdir and DATASETS[s.real].twin == d
+
+
+class ToyDataset(SegDataset):
+    "A new benchmark, defined here: labelled test/*.png with labels in test_labels/ (Cityscapes ids), unlabelled train/."
+    kind, splits = 'Toy', ('train', 'test')
+    layout, obtain = '{split}/*.png + test_labels/*.png', 'made by the test'
+
+    def _pairs(self, split):
+        ims = sorted((self.root/split).glob('*.png'))
+        if split == 'train': return [(p, None) for p in ims]
+        return self._with_labels(ims, lambda p: self.root/'test_labels'/p.name)
+
+
+def test_a_new_dataset_is_one_class_and_one_row(tmp_path, quiet):
+    rgb(tmp_path/'toy'/'train'/'a.png', 1); rgb(tmp_path/'toy'/'test'/'b.png', 2)
+    ids_png(tmp_path/'toy'/'test_labels'/'b.png', CS_IDS)
+    register_dataset('toy', DatasetSpec(ToyDataset, 'toy', {}, None, None, protocol='nthu13', labelled=('test',), eval_split='test'))
+    try:
+        proto = default_protocol('synth_cityscapes', 'toy')
+        assert (proto, eval_split('toy'), is_rendered('toy')) == ('nthu13', 'test', False)
+        assert label_of(tmp_path, 'toy', eval_split('toy'), proto) == CS_N13
+        batch = next(BatchStream(get_dataset('toy', 'train', root=tmp_path, protocol=proto, crop=(H, W), scale=None), 1))
+        assert batch['has_label'].tolist() == [False]
+    finally:
+        DATASETS.pop('toy')
+    assert 'toy' not in DATASETS
