@@ -457,8 +457,9 @@ def resolved_recipe(cfg:SourceConfig) -> dict:
 
 # %% ../nbs/02_models.ipynb #266e1da5
 def target_eval_split(dataset:str) -> str:
-    "The labelled split a target domain is scored on: NTHU's test split, everyone else's val."
-    return 'test' if 'nthu' in dataset else 'val'
+    "The labelled split a target domain is scored on: the registry's `data.eval_split` (NTHU's test, everyone else's val)."
+    from sfda_nb import data
+    return data.eval_split(dataset)
 
 def versions() -> dict:
     "Software versions recorded with checkpoints and results."
@@ -545,11 +546,11 @@ _NOT_IN_KEY = ('target', 'device', 'threads', 'num_workers', 'out', 'overwrite',
                'source_split', 'data_root')
 
 def _data_identity(cfg:SourceConfig) -> str:
-    "What identifies the training data: the rendered benchmark's settings for synth_*, else the data folder."
+    "What identifies the training data: the rendered benchmark's settings for an embedded source, else the data folder."
     root = Path(cfg.data_root) if cfg.data_root else default_data_root()
-    from sfda_nb.data import DATASETS
-    if cfg.source not in DATASETS: raise ConfigError(f"source={cfg.source!r} is unknown; valid ones are {sorted(DATASETS)}")
-    if cfg.source.startswith('synth_'):
+    from sfda_nb import data
+    if cfg.source not in data.DATASETS: raise ConfigError(f"source={cfg.source!r} is unknown; valid ones are {sorted(data.DATASETS)}")
+    if data.is_rendered(cfg.source):
         from sfda_nb import synth
         manifest = synth.read_manifest(synth.domain_dir(root, cfg.source))  # the renderer's settings hash
         if manifest: return f"synth:{manifest['hash']}"
@@ -565,9 +566,9 @@ def source_key(cfg:SourceConfig) -> str:
 
 # %% ../nbs/02_models.ipynb #e7d267ab
 def _ensure_rendered(root:Path, *names) -> None:
-    "Render the embedded benchmark into `root` when a `synth_*` dataset among `names` is missing."
-    from sfda_nb.data import DATASETS
-    if any(n and n.startswith('synth_') and not (root/DATASETS[n].subdir).is_dir() for n in names):
+    "Render the embedded benchmark into `root` when a rendered dataset among `names` is missing."
+    from sfda_nb import data
+    if any(n and data.is_rendered(n) and not (root/data.dataset_spec(n).subdir).is_dir() for n in names):
         from sfda_nb import synth
         synth.ensure_benchmark(root)
 
@@ -587,8 +588,9 @@ def cached_source(source:str='synth_gta5', protocol:Optional[str]=None, arch:str
                   cache_dir=None, **overrides) -> tuple:
     "`(SourceConfig, cache path)` of a source model, without training it (arguments as `source_checkpoint`)."
     if 'out' in overrides: raise ConfigError("source_checkpoint chooses the path itself; call train_source(cfg) to set out=")
+    from sfda_nb import data
     proto = source_protocol(source, target, protocol)
-    if target is None: target = 'synth_cityscapes' if source.startswith('synth_') and proto != 'nthu13' else None
+    if target is None and data.is_rendered(source) and proto != 'nthu13': target = data.dataset_spec('cityscapes').twin
     cfg = frozen_config(SourceConfig, {'source': source, 'protocol': proto, 'arch': arch, 'target': target, **overrides})
     cache = Path(cache_dir) if cache_dir else default_runs_root()/'source_models'
     return cfg, cache/f'{source}-{proto}-{arch}-{source_key(cfg)}.pt'
