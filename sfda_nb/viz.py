@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 import matplotlib
@@ -29,7 +30,7 @@ from .train import Callback
 __all__ = ['METRIC_FORMAT', 'CURVES', 'LIVE_TRACES', 'to_np', 'image_hwc', 'error_overlay', 'ImagePred', 'focus_mask',
            'threshold_stats', 'focus_label', 'explorer_panels', 'Predictions', 'load_learner', 'read_metrics',
            'ReliabilityExplorer', 'per_class_iou', 'per_class_iou_bars', 'pixel_scores', 'reliability_histograms',
-           'Table', 'auroc_table', 'calibration', 'reliability_diagram', 'read_log', 'warmup_of', 'eval_series',
+           'auroc_table', 'calibration', 'reliability_diagram', 'read_log', 'warmup_of', 'eval_series',
            'training_curves', 'live_frontend', 'LiveView']
 
 # %% ../nbs/06_viz.ipynb #b718724f
@@ -475,25 +476,9 @@ def reliability_histograms(rel,  # pixel reliabilities in [0, 1] (None: confiden
     return fig
 
 # %% ../nbs/06_viz.ipynb #473b2a29
-class Table(list):
-    "A list of row dicts, shown as an HTML table in notebooks and aligned text elsewhere."
-    def _fmt(self, v): return f'{v:.3f}' if isinstance(v, float) else str(v)
-    def _repr_html_(self):
-        if not self: return '<p>(empty table)</p>'
-        cols = list(self[0])
-        head = ''.join(f'<th>{html.escape(c)}</th>' for c in cols)
-        body = ''.join('<tr>' + ''.join(f'<td>{html.escape(self._fmt(r.get(c)))}</td>' for c in cols) + '</tr>' for r in self)
-        return f'<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-    def __repr__(self):
-        if not self: return '(empty table)'
-        cols = list(self[0])
-        rows = [cols] + [[self._fmt(r.get(c)) for c in cols] for r in self]
-        w = [max(len(r[i]) for r in rows) for i in range(len(cols))]
-        return '\n'.join('  '.join(x.ljust(n) for x, n in zip(r, w)) for r in rows)
-
 def auroc_table(scores:dict,  # score name → flat scores (higher = more likely right)
-                correct) -> Table:  # bool per pixel: is the pseudo-label right
-    "AUROC of each score at telling right pseudo-labels from wrong, with the mean score of each group."
+                correct) -> pd.DataFrame:  # bool per pixel: is the pseudo-label right
+    "AUROC of each score at telling right pseudo-labels from wrong, with the mean score of each group; one row per score."
     ok = to_np(correct).astype(bool).ravel()
     both = bool(ok.any() and (~ok).any())  # AUROC is undefined when every pseudo-label is right (or every one wrong)
     rows = []
@@ -501,7 +486,7 @@ def auroc_table(scores:dict,  # score name → flat scores (higher = more likely
         s = to_np(s).astype(np.float64).ravel()
         rows.append({'score': name, 'auroc': metric.auroc(torch.from_numpy(s), torch.from_numpy(ok)) if both else float('nan'),
                      'mean | right': _mean(s[ok]), 'mean | wrong': _mean(s[~ok]), 'pixels': int(len(s))})
-    return Table(rows)
+    return pd.DataFrame(rows, columns=['score', 'auroc', 'mean | right', 'mean | wrong', 'pixels']).set_index('score')
 
 # %% ../nbs/06_viz.ipynb #62745243
 def calibration(scores,  # flat scores in [0, 1]

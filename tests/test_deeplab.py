@@ -1,10 +1,10 @@
 """Full-size DeepLabV2-ResNet-101 checks (the notebook 02a_deeplab uses narrow models).
 
-One full R101 is built for the module; every family's file is written *by hand* from
-/work/shared/reference/formats.md §2.2 with the real key names and shapes, saved with torch.save,
-loaded back with `load_pretrained`, and compared tensor by tensor and against an independent
-functional forward written from formats.md §2.1/§2.4 (stride placement, dilations, ceil_mode,
-ASPP branches, BN eps, input normalisation).
+One full R101 is built for the module; every family's file is written *by hand* from the layout
+table in nbs/02a_deeplab.ipynb ("What each family's file holds") with the real key names and shapes,
+saved with torch.save, loaded back with `load_pretrained`, and compared tensor by tensor and
+against an independent functional forward written from the codebases' facts that chapter lists
+(stride placement, dilations, ceil_mode, ASPP branches, BN eps, input normalisation).
 """
 import warnings
 import pytest
@@ -51,7 +51,7 @@ def x():
 
 
 # ---------------------------------------------------------------------------------------------
-# An independent forward, straight from formats.md (not from sfda_nb.deeplab)
+# An independent forward, straight from the codebases' facts (not from sfda_nb.deeplab)
 
 def _bn(x, sd, p, eps):
     v = lambda s: sd[f'{p}.{s}'].view(1, -1, 1, 1)
@@ -70,8 +70,8 @@ def reference_forward(sd, x, style, norm, branches, eps):
     for L, n in zip((1, 2, 3, 4), (3, 4, 23, 3)):
         for i in range(n):
             p, stride = f'layer{L}.{i}', (2 if L == 2 and i == 0 else 1)
-            if style == 'caffe': dil = {3: 2, 4: 4}.get(L, 1)                      # every block (§2.1)
-            else: dil = {3: 1 if i == 0 else 2, 4: 2 if i == 0 else 4}.get(L, 1)  # previous_dilation (§2.4)
+            if style == 'caffe': dil = {3: 2, 4: 4}.get(L, 1)                      # every block (Caffe-style DeepLab)
+            else: dil = {3: 1 if i == 0 else 2, 4: 2 if i == 0 else 4}.get(L, 1)  # torchvision's previous_dilation
             s1, s2 = (stride, 1) if style == 'caffe' else (1, stride)
             out = F.relu(_bn(F.conv2d(x, sd[f'{p}.conv1.weight'], stride=s1), sd, f'{p}.bn1', eps))
             out = F.relu(_bn(F.conv2d(out, sd[f'{p}.conv2.weight'], stride=s2, padding=dil, dilation=dil), sd, f'{p}.bn2', eps))
@@ -91,7 +91,7 @@ def close(a, b, rtol=1e-4):
 
 
 # ---------------------------------------------------------------------------------------------
-# Each family's file, written by hand from formats.md §2.2
+# Each family's file, written by hand from the layout table of nbs/02a_deeplab.ipynb
 
 def _split(SD, counters=True):
     keep = lambda k: counters or not k.endswith('num_batches_tracked')
@@ -136,7 +136,7 @@ def write_family(family, SD):
     raise KeyError(family)
 
 
-# family → (name passed to load_pretrained, forward of formats.md: style, norm, ASPP branches, BN eps, head loaded, aux head)
+# family → (name passed to load_pretrained, its codebase's forward: style, norm, ASPP branches, BN eps, head loaded, aux head)
 CASES = {
     'torchvision_imagenet': ('auto', 'torchvision', 'imagenet', 4, 0.0, False, False),
     'deeplab_init': ('auto', 'caffe', 'caffe_bgr', 4, 1e-5, False, False),
@@ -154,7 +154,7 @@ CASES = {
 
 
 def test_real_names_and_shapes(ref, SD):
-    "The fixtures carry ResNet-101's real key names and shapes (formats.md §2.2)."
+    "The fixtures carry ResNet-101's real key names and shapes."
     bb = [k for k in SD if not k.startswith(('head.', 'aux_head.'))]
     assert len(bb) == 104 + 104 * 5  # 104 convs, 104 BNs (weight, bias, running_mean/var, num_batches_tracked)
     assert sum(p.numel() for n, p in ref.named_parameters() if not n.startswith(('head.', 'aux_head.'))) == 42_500_160  # torchvision R101 minus fc
@@ -215,7 +215,7 @@ def test_round_trip(family, SD, x, tmp_path):
 
 
 def test_stride8_grid_512(ref, SD):
-    "formats.md §2.1: 512×512 gives 65×65 in Caffe style and 64×64 in torchvision style."
+    "512×512 gives 65×65 in Caffe style (maxpool ceil_mode) and 64×64 in torchvision style."
     x = torch.rand(1, 3, 512, 512)
     assert ref(x).logits.shape[-2:] == (65, 65)
     tv = DeepLabV2(C, style='torchvision', multi_level=True).eval()

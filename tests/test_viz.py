@@ -209,7 +209,7 @@ def test_diagnostics(setup, tmp_path):
     assert len(sc['correct']) == 4 * 500
     from sklearn.metrics import roc_auc_score
     tab = viz.auroc_table({k: sc[k] for k in ('reliability', 'confidence', 'certainty')}, sc['correct'])
-    for row in tab: assert math.isclose(row['auroc'], roc_auc_score(sc['correct'], sc[row['score']]), abs_tol=1e-9)
+    for name, row in tab.iterrows(): assert math.isclose(row['auroc'], roc_auc_score(sc['correct'], sc[name]), abs_tol=1e-9)
     assert 'auroc' in repr(tab).splitlines()[0]
     # ECE by hand on a tiny example: bins [0, .5) and [.5, 1]
     c = viz.calibration(np.array([0.2, 0.4, 0.9, 0.7]), np.array([0, 1, 1, 1], bool), bins=2)

@@ -3,13 +3,13 @@
 
     python benchmarks/probes/oracle.py '{"lr": 3e-4, "iters": 300, "source_ckpt": "..."}' NAME [OUT_ROOT]
 """
-import sys, json
+import sys, json, tempfile
 from pathlib import Path
 import torch
 from sfda_nb import train, classmix, models
 
 kw, name = json.loads(sys.argv[1]), sys.argv[2]
-root = Path(sys.argv[3] if len(sys.argv) > 3 else '/tmp/sfda_probes')
+root = Path(sys.argv[3]) if len(sys.argv) > 3 else Path(tempfile.gettempdir())/'sfda_probes'
 cfg = train.TrainConfig(**{'seed': 100, 'eval_every': 0, 'threads': 1, 'method': 'mt_all', 'out_dir': str(root/name), **kw})
 run = train.prepare(cfg); a = run.a
 for it in range(cfg.iters):
