@@ -11,7 +11,7 @@ from kornia.filters import gaussian_blur2d
 from kornia.enhance import (adjust_brightness_accumulative, adjust_contrast_with_mean_subtraction,
                             adjust_saturation_with_gray_subtraction, adjust_hue)
 
-from .core import IGNORE
+from .core import IGNORE, Registry, Strategy
 
 # %% auto #0
 __all__ = ['MIXERS', 'classmix_mask', 'class_mean_reliability', 'mocm_mask', 'partner', 'mix', 'NoMix', 'ClassMix', 'MOCM',
@@ -117,12 +117,16 @@ def mix(mask:torch.Tensor,  # N×H×W bool, True where A is kept
     return torch.where(m, a, b)
 
 # %% ../nbs/04_classmix.ipynb #59db9459
-class NoMix:
+MIXERS = Registry('mix')  # the `mix` parameter's values
+
+@MIXERS.register('none')
+class NoMix(Strategy):
     "No mixing: x, ŷ, r unchanged; the mask is all True."
     def __call__(self, x, pseudo, rel, generator):
         return x, pseudo, rel, torch.ones(pseudo.shape, dtype=torch.bool, device=pseudo.device)
 
-class ClassMix:
+@MIXERS.register('classmix')
+class ClassMix(Strategy):
     "ClassMix on target pairs: half of A's pseudo-label classes, at random, pasted onto B."
     def mask(self, pseudo, rel, generator): return classmix_mask(pseudo, generator)
     def __call__(self, x, pseudo, rel, generator):
@@ -130,16 +134,17 @@ class ClassMix:
         mixed = [None if t is None else mix(m, t, partner(t)) for t in (x, pseudo, rel)]
         return (*mixed, m)
 
+@MIXERS.register('mocm')
 class MOCM(ClassMix):
     "Metric-based online ClassMix: the pasted classes of A are chosen by their mean metric reliability."
     def __init__(self, mode:str='sample', gate:float=0.0):
         if mode not in ('sample', 'top'): raise ValueError(f"MOCM mode={mode!r}: use 'sample' or 'top'")
         self.mode, self.gate = mode, gate
+    @classmethod
+    def build(cls, cfg, ctx=None): return cls(mode=cfg.mocm_mode, gate=cfg.mocm_gate)
     def mask(self, pseudo, rel, generator):
         if rel is None: raise ValueError("MOCM chooses classes by reliability: pass rel (N×H×W), not None")
         return mocm_mask(pseudo, rel, generator, self.mode, self.gate)
-
-MIXERS = {'none': NoMix, 'classmix': ClassMix, 'mocm': MOCM}  # the `mix` parameter's values
 
 # %% ../nbs/04_classmix.ipynb #6530fb8c
 def blur_kernel_size(n:int) -> int:

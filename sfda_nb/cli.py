@@ -4,45 +4,56 @@
 
 # %% ../nbs/09_cli.ipynb #32f074f4
 from __future__ import annotations
-import argparse, dataclasses, json, sys, time, typing
+import argparse, os, sys, time
 from pathlib import Path
 
-from .core import frozen_config, default_data_root
-from .train import TrainConfig, run
+from .core import frozen_config, default_data_root, parse_value, ConfigError
+from . import train
 
 # %% auto #0
-__all__ = ['config_parser', 'parse_config', 'demo', 'render', 'main']
+__all__ = ['EXPECTED', 'config_parser', 'parse_config', 'report', 'demo', 'render', 'main']
 
 # %% ../nbs/09_cli.ipynb #f2297ea9
 def config_parser(prog='demo') -> argparse.ArgumentParser:
-    "An argparse parser with one `--name` option per `TrainConfig` field (values parsed as Python literals)."
-    p = argparse.ArgumentParser(prog=f'sfda_nb {prog}')
-    for f in dataclasses.fields(TrainConfig): p.add_argument(f'--{f.name}', dest=f.name, default=None, help=f'default {f.default!r}')
+    "An argparse parser with one `--name` option per `TrainConfig` field, its comment as help."
+    p = argparse.ArgumentParser(prog=f'sfda_nb {prog}', description='Adapt a source model to a target domain (05_train).')
+    for f in train.config_fields():
+        p.add_argument(f'--{f.name}', dest=f.name, default=None, metavar=f.type.upper(), help=f'{f.comment} (default {f.default})')
+    p.add_argument('--debug', action='store_true', help='show the full traceback of an error')
     return p
 
-def parse_config(argv) -> TrainConfig:
-    "A `TrainConfig` from command-line options; `--crop 64,64` and `--resume True` are read as literals."
-    import ast
-    ns = vars(config_parser().parse_args(argv))
-    def lit(v):
-        try: return ast.literal_eval(v)
-        except (ValueError, SyntaxError): return v
-    return frozen_config(TrainConfig, {k: lit(v) for k, v in ns.items() if v is not None})
+def parse_config(argv) -> train.TrainConfig:
+    "A `TrainConfig` from command-line options (values read by `core.parse_value`)."
+    ns = vars(config_parser().parse_args(argv)); ns.pop('debug')
+    return frozen_config(train.TrainConfig, {k: parse_value(v) for k, v in ns.items() if v is not None})
 
 # %% ../nbs/09_cli.ipynb #31b9ede0
-def demo(argv=()) -> dict:
-    "Render, train the source model, adapt with STvM; print source-only vs adapted mIoU."
-    cfg = parse_config(list(argv))
-    t0 = time.time()
-    m = run(cfg)
-    src, ad = m['source_only']['miou'], m['miou']
-    print(f"\n{cfg.source} -> {cfg.target} ({m['protocol']}), {cfg.method}, {cfg.iters} iterations, seed {cfg.seed}")
-    print(f"  source-only mIoU : {src:5.1f}")
-    print(f"  adapted mIoU     : {ad:5.1f}   ({m['report']}, last evaluation; best {m[m['report']]['best'] if m.get(m['report']) else ad:.1f})")
-    print(f"  run folder       : {m['out_dir']}")
-    print(f"  wall time        : {time.time() - t0:.0f} s")
-    return m
+EXPECTED = (ConfigError, FileExistsError, FileNotFoundError, train.NonFiniteLoss)  # errors a user can fix from the message
 
+def report(m:dict, cfg, seconds:float) -> str:
+    "The demo's summary of a metrics.json record."
+    start = m.get('source_only') or m.get('oracle') or {}
+    rep = m.get(m['report']) if m['report'] in ('teacher', 'student') else None
+    return '\n'.join([f"{cfg.source} -> {cfg.target} ({m['protocol']}), {cfg.method}, {cfg.iters} iterations, seed {cfg.seed}",
+                      f"  source-only mIoU : {start.get('miou', float('nan')):5.1f}",
+                      f"  adapted mIoU     : {m['miou']:5.1f}   ({m['report']}, last evaluation" + (f"; best {rep['best']:.1f})" if rep else ")"),
+                      f"  run folder       : {m['out_dir']}", f"  wall time        : {seconds:.0f} s"])
+
+def demo(argv=()) -> dict:
+    "Render, train the source model, adapt; print source-only vs adapted mIoU."
+    cfg = parse_config(list(argv)); t0 = time.time()
+    out = train.run_dir(cfg, train.resolve(cfg))
+    if (out/'metrics.json').exists() and not cfg.resume:
+        import json
+        m = json.loads((out/'metrics.json').read_text())
+        print(f"{out} already holds this finished run; its result is below. For a fresh run pass --out_dir <new folder> "
+              f"(or another --seed); --resume True continues it with more --iters.\n")
+        print(report(m, cfg, m.get('seconds') or 0)); return m
+    from sfda_nb import scale
+    env = scale.environment(cfg)
+    m = train.run(cfg, env=env)
+    if env is None or env.is_main: print('\n' + report(m, cfg, time.time() - t0))
+    return m
 def render(argv=()):
     "Render (or confirm the cache of) the embedded benchmark."
     from sfda_nb import synth
@@ -53,12 +64,13 @@ def render(argv=()):
     print(f"embedded benchmark ready under {a.root} ({time.time() - t0:.1f} s)")
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    "`python -m sfda_nb.cli demo|render|sweep [options]`; expected errors end in one line and status 2 (`--debug`: traceback)."
+    argv = list(sys.argv[1:] if argv is None else argv)
     cmds = {'demo': demo, 'render': render}
-    try:
-        from sfda_nb import experiments; cmds['sweep'] = experiments.main
-    except ImportError: pass
+    from sfda_nb import experiments; cmds['sweep'] = experiments.main
     if not argv or argv[0] not in cmds: sys.exit(f"usage: python -m sfda_nb.cli {{{'|'.join(cmds)}}} [options]")
-    return cmds[argv[0]](argv[1:])
-
-if __name__ == '__main__' and not hasattr(sys, 'ps1') and 'ipykernel' not in sys.modules: main()
+    debug = '--debug' in argv
+    try: return cmds[argv[0]]([a for a in argv[1:] if a != '--debug'] if argv[0] != 'demo' else argv[1:])
+    except EXPECTED as e:
+        if debug: raise
+        sys.exit(f"error: {e}")

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['IGNORE', 'SegOutput', 'upsample', 'project_root', 'default_data_root', 'default_runs_root', 'seed_everything',
-           'get_device', 'ConfigError', 'frozen_config', 'config_dict', 'parse_value', 'parse_kv', 'check_param_groups',
-           'sha256_file', 'save_checkpoint', 'UnsafeCheckpointError', 'load_checkpoint']
+           'get_device', 'ConfigError', 'frozen_config', 'config_dict', 'parse_value', 'parse_kv', 'Registry',
+           'Strategy', 'check_param_groups', 'sha256_file', 'save_checkpoint', 'UnsafeCheckpointError',
+           'load_checkpoint']
 
 # %% ../nbs/00_core.ipynb #02341021
 IGNORE = 255  # the ignore label of every label map in sfda_nb
@@ -126,6 +127,30 @@ def parse_kv(items) -> dict:
         if not sep or not k.strip(): raise ConfigError(f"{item!r} is not key=value")
         out[k.strip()] = parse_value(v)
     return out
+
+# %% ../nbs/00_core.ipynb #04b7c2d0
+class Registry(dict):
+    "Strategies of one kind by name; `@REG.register('name')` adds a class, `REG.build(name, cfg, ctx)` makes one."
+    def __init__(self, kind:str): super().__init__(); self.kind = kind
+    def register(self, name:str):
+        "A class decorator that files the class under `name` (and sets its `.name`)."
+        def add(cls): cls.name = name; self[name] = cls; return cls
+        return add
+    def check(self, name:str) -> str:
+        "`name`, if registered; else a `ConfigError` that lists the valid names."
+        if name not in self: raise ConfigError(f"unknown {self.kind} {name!r}; valid choices: {sorted(self)}")
+        return name
+    def build(self, name:str, cfg, ctx=None): return self[self.check(name)].build(cfg, ctx)
+
+class Strategy:
+    "One named part of a run: it builds itself from the config and owns its state, optimiser, losses and files."
+    name, warmup = None, 0  # `warmup`: update-only iterations it needs before the first student step
+    @classmethod
+    def build(cls, cfg, ctx=None): return cls()
+    def state_dict(self) -> dict: return {}
+    def load_state_dict(self, sd:dict): pass
+    def trainables(self) -> list: return []  # (module, optimiser) pairs it trains; torchrun averages their gradients
+    def save(self, out_dir): pass  # files a finished run keeps
 
 # %% ../nbs/00_core.ipynb #cd9add70
 def check_param_groups(module:torch.nn.Module,  # the model whose trainable parameters must all be covered

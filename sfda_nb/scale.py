@@ -20,9 +20,9 @@ from .core import ConfigError, config_dict, frozen_config, project_root, load_ch
 from . import data, models, classmix, train
 
 # %% auto #0
-__all__ = ['PEAK_TFLOPS', 'Dist', 'init_distributed', 'RankStream', 'cli_args', 'torchrun_command', 'launch', 'Sync', 'SyncCheck',
-           'meta_adaptation', 'step_syncs', 'bench_adaptation', 'step_flops', 'bench_step', 'time_interleaved',
-           'peak_tflops', 'bench_table']
+__all__ = ['PEAK_TFLOPS', 'Dist', 'init_distributed', 'environment', 'RankStream', 'cli_args', 'torchrun_command', 'launch',
+           'Sync', 'SyncCheck', 'meta_adaptation', 'step_syncs', 'bench_adaptation', 'step_flops', 'bench_step',
+           'time_interleaved', 'peak_tflops', 'bench_table']
 
 # %% ../nbs/08_scale.ipynb #bd4f0aa9
 @dataclass
@@ -55,6 +55,13 @@ def init_distributed(device:torch.device=None,  # the device asked for (cpu or c
                                  **({'device_id': device} if device.type == 'cuda' else {}))
         atexit.register(lambda: tdist.is_initialized() and tdist.destroy_process_group())
     return Dist(rank, world, local, device)
+
+# %% ../nbs/08_scale.ipynb #1b98c4f8
+def environment(cfg) -> Optional[Dist]:
+    "torchrun's `Dist` when this process was started by torchrun (`WORLD_SIZE > 1`), else None (one process)."
+    if int(os.environ.get('WORLD_SIZE', '1')) <= 1: return None
+    from sfda_nb.core import get_device
+    return init_distributed(get_device(cfg.device), cfg.batch_size)
 
 # %% ../nbs/08_scale.ipynb #3f80c0f8
 @patch_to(Dist)
@@ -117,15 +124,20 @@ def average_grads(self, params):
 
 @patch_to(Dist)
 def wrap(self, a:train.Adaptation) -> train.Adaptation:
-    "DDP for the student, averaged gradients for the metric learner (if any), in place."
+    "In place: DDP for the student, every strategy's trained networks kept equal, global-batch augmentation, BN statistics averaged."
     ids = [self.device.index] if self.device.type == 'cuda' else None
     a.student = nn.parallel.DistributedDataParallel(a.student, device_ids=ids, forward_sync_buffers=False)
     torch.set_rng_state(self.broadcast_object(torch.get_rng_state()))  # ranks that trained a source model drew more
-    learner = a.reliability.learner
-    if learner is not None:
-        for t in [*learner.parameters(), *learner.buffers()]: tdist.broadcast(t.data, 0)
-        learner.opt.register_step_pre_hook(lambda opt, args, kwargs: self.average_grads(learner.parameters()))
+    for s in a.strategies().values():
+        for module, opt in s.trainables(): self.share(module, opt)
+    a.augment, a.sync = self.strong_augment, self.sync_buffers
     return a
+
+@patch_to(Dist)
+def share(self, module:nn.Module, opt:torch.optim.Optimizer):
+    "Rank 0's weights for `module` on every rank, and its gradients averaged over ranks before each step of `opt`."
+    for t in [*module.parameters(), *module.buffers()]: tdist.broadcast(t.data, 0)
+    opt.register_step_pre_hook(lambda o, args, kwargs: self.average_grads(module.parameters()))
 
 # %% ../nbs/08_scale.ipynb #085aaeb6
 @patch_to(Dist)
@@ -178,7 +190,7 @@ def launch(params,  # a `TrainConfig` or a dict of its parameters
           ) -> dict:
     "Run an adaptation under torchrun from Python (a notebook, papermill) and return its metrics.json."
     cfg = params if isinstance(params, train.TrainConfig) else frozen_config(train.TrainConfig, dict(params))
-    out = train.run_dir(cfg, *train.resolve(cfg))
+    out = train.run_dir(cfg, train.resolve(cfg))
     cfg = dataclasses.replace(cfg, out_dir=str(out))  # fixed here, so that we know where to read the result
     env = {**os.environ, **({'OMP_NUM_THREADS': str(threads)} if threads else {})}
     tail, t0 = collections.deque(maxlen=60), time.time()
@@ -233,20 +245,14 @@ def meta_adaptation(cfg:train.TrainConfig,  # the run's config (method, reliabil
                     num_classes:int=19,  # classes of the protocol
                     **arch_kw) -> train.Adaptation:  # architecture options, e.g. layers/width for a tiny DeepLabV2
     "An `Adaptation` whose networks live on the meta device: what a GPU run looks like to the host."
-    rel_name, mix_name = train.resolve(cfg)
-    with torch.device('meta'):
-        student = models.build_model(cfg.arch, num_classes, **arch_kw)
-        rel = train._make_reliability(rel_name, cfg, student, SimpleNamespace(num_classes=num_classes), 'meta')
-    if cfg.channels_last: student = student.to(memory_format=torch.channels_last)
-    teacher = models.EMATeacher(student, alpha=cfg.ema_alpha)  # its step counter on the host, as train.prepare makes it
-    return train.Adaptation(student, teacher, train.make_optimizer(student, cfg), rel, train._make_mixer(mix_name, cfg),
-                            torch.Generator().manual_seed(cfg.seed), cfg)
+    with torch.device('meta'): student = models.build_model(cfg.arch, num_classes, **arch_kw)
+    return train.build_adaptation(cfg, student, num_classes, 'meta')  # the teacher's step counter stays on the host
 
 def step_syncs(a:train.Adaptation) -> list:
     "The host-device syncs of a warm-up step, a full step and the NaN guard's bookkeeping on a meta batch."
     x = torch.empty(a.cfg.batch_size, 3, *a.cfg.crop, device=next(a.student.parameters()).device)
     if a.cfg.channels_last: x = x.contiguous(memory_format=torch.channels_last)
-    run = SimpleNamespace(a=a, device=x.device)
+    run = SimpleNamespace(a=a, device=x.device, first_bad=None)
     guard = train.NanGuard(); guard.before_fit(run)
     with SyncCheck() as sc:
         try:
@@ -271,14 +277,8 @@ def bench_adaptation(method:str='stvm',  # a `train.METHODS` name
     device = torch.device(device)
     cfg = frozen_config(train.TrainConfig, dict(method=method, arch=arch, batch_size=batch_size, crop=tuple(crop),
                                                 amp=amp, channels_last=channels_last, device=str(device), seed=seed))
-    rel_name, mix_name = train.resolve(cfg)
     torch.manual_seed(seed)
-    student = models.build_model(arch, 19, **arch_kw).to(device)
-    if channels_last: student = student.to(memory_format=torch.channels_last)
-    rel = train._make_reliability(rel_name, cfg, student, SimpleNamespace(num_classes=19), device)
-    scaler = torch.amp.GradScaler('cuda') if amp == 'fp16' and device.type == 'cuda' else None
-    a = train.Adaptation(student, models.EMATeacher(student, cfg.ema_alpha), train.make_optimizer(student, cfg), rel,
-                         train._make_mixer(mix_name, cfg), torch.Generator().manual_seed(seed), cfg, scaler=scaler)
+    a = train.build_adaptation(cfg, models.build_model(arch, 19, **arch_kw).to(device), 19, device)
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(batch_size, 3, crop[0] // 16 + 1, crop[1] // 16 + 1, generator=g)
     x = torch.nn.functional.interpolate(x, size=tuple(crop), mode='bilinear', align_corners=False).to(device)
@@ -288,7 +288,8 @@ def _sync(device):
     if torch.device(device).type == 'cuda': torch.cuda.synchronize(device)
 
 def _rss_kb():
-    with open('/proc/self/statm') as f: return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') // 1024
+    import psutil
+    return psutil.Process().memory_info().rss // 1024
 
 def step_flops(a:train.Adaptation, x:torch.Tensor) -> int:
     "FLOPs of one adaptation iteration (convolutions and matrix products, forward and backward)."

@@ -78,14 +78,14 @@ def test_ranks_stay_identical(tmp_path, sources):
 
 def _worker(out, src):
     "Under torchrun: a short STvM run, then every rank saves what must be identical."
-    from sfda_nb import train
+    from sfda_nb import train, scale
     from sfda_nb.core import frozen_config
     cfg = frozen_config(train.TrainConfig, dict(method='stvm', iters=4, metric_warmup=1, batch_size=4, crop=(64, 64),
                                                 eval_every=0, eval_max_images=4, n_per_class=64, threads=1,
                                                 source_ckpt=src, out_dir=out))
-    r = train.prepare(cfg)
+    r = train.prepare(cfg, env=scale.environment(cfg))
     losses = []
-    r.cbs.append(type('L', (train.Callback,), {'after_step': lambda self, run, o: losses.append(o.metric_loss)})())
+    r.cbs.append(type('L', (train.Callback,), {'after_step': lambda self, run, o: losses.append(o.aux['metric_loss'])})())
     train.fit(r)
     import torch.distributed as dist
     rank = dist.get_rank()

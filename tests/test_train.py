@@ -13,17 +13,36 @@ def _param_cell():
     return ''.join(cells[0]['source'])
 
 def test_parameters_cell_mirrors_config():
-    "Every TrainConfig field is in the parameters cell with the same default, a type annotation and a comment."
-    from sfda_nb.train import TrainConfig
+    "The parameters cell is TrainConfig's lines: names, types, defaults and comments (tools/sync_params.py rewrites it)."
+    from sfda_nb.train import TrainConfig, parameters_cell
     import dataclasses
     src = _param_cell()
+    assert src == parameters_cell(), "run tools/sync_params.py"
     tree = ast.parse(src)
     cell = {n.target.id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.AnnAssign)}
-    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    assert set(cell) == set(fields)
-    for k, v in fields.items(): assert cell[k] == v, k
-    for line in src.splitlines():
-        if line.strip(): assert '#' in line and ':' in line.split('=')[0], f"undocumented parameter line: {line}"
+    assert cell == {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+def test_papermill_sees_every_parameter():
+    "papermill's own inspection (what --help-notebook prints) finds every parameter with its type, default and comment."
+    import papermill
+    from sfda_nb.train import config_fields
+    seen = papermill.inspect_notebook(str(NB))
+    fields = config_fields()
+    assert list(seen) == [f.name for f in fields]
+    for f in fields:
+        p = seen[f.name]
+        assert (p['inferred_type_name'], p['default'], p['help']) == (f.type, f.default, f.comment), f.name
+
+
+def test_cli_options_mirror_config():
+    "`python -m sfda_nb.cli demo --help` lists every TrainConfig field with its comment."
+    from sfda_nb import cli
+    from sfda_nb.train import config_fields
+    actions = {a.dest: a for a in cli.config_parser()._actions}
+    for f in config_fields():
+        assert actions[f.name].help == f'{f.comment} (default {f.default})' and actions[f.name].default is None
+
 
 TINY = dict(iters=3, batch_size=2, eval_every=0, eval_max_images=4, source_iters=20, metric_warmup=1, n_per_class=64, threads=1)
 
@@ -46,13 +65,12 @@ def test_papermill_injects_parameters(tmp_path, one_thread):
 def test_student_bn_policy(student_bn):
     "student_bn='frozen' keeps the source BN statistics in student and teacher; 'train' lets them follow the target batches."
     import torch
-    from sfda_nb import train, models, classmix
+    from sfda_nb import train, models
     from sfda_nb.core import frozen_config
     torch.manual_seed(0)
-    cfg = frozen_config(train.TrainConfig, dict(student_bn=student_bn, lr=1e-3, ema_alpha=0.5))
+    cfg = frozen_config(train.TrainConfig, dict(student_bn=student_bn, lr=1e-3, ema_alpha=0.5, method='mt_all', mix='none'))
     student = models.SmallSegNet(19, width=8)
-    a = train.Adaptation(student, models.EMATeacher(student, alpha=cfg.ema_alpha), train.make_optimizer(student, cfg),
-                         train.NoReliability(), classmix.MIXERS['none'](), torch.Generator().manual_seed(0), cfg)
+    a = train.build_adaptation(cfg, student, 19, 'cpu')
     bn = lambda m: [x.running_mean.clone() for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d)]
     before_s, before_t = bn(student), bn(a.teacher)
     for _ in range(2): train.adapt_step(a, torch.rand(2, 3, 32, 32) * 0.5 + 0.5)  # brighter than anything the init saw
@@ -72,7 +90,7 @@ def test_batch_of_one_cannot_mix():
     "ClassMix/MOCM pair each image with another of the batch: a batch of one would mix an image with itself."
     from sfda_nb import train
     from sfda_nb.core import frozen_config, ConfigError
-    with pytest.raises(ConfigError, match=r"mix='classmix' pastes between images .* would hold 1: use batch_size >= 2 or mix='none'"):
+    with pytest.raises(ConfigError, match=r"mix='classmix' pastes between images .* would hold 1: use batch_size of at least 2 or mix='none'"):
         train.prepare(frozen_config(train.TrainConfig, dict(method='mt_all', batch_size=1)))
 
 
