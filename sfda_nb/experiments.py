@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_experiments.ipynb #dde740c6
 from __future__ import annotations
-import argparse, ast, dataclasses, functools, hashlib, importlib.util, itertools, json, math, os, re, shutil, signal, subprocess, sys, threading, time
+import argparse, dataclasses, functools, hashlib, importlib.util, itertools, json, math, os, re, shutil, signal, subprocess, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,33 +12,53 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
+import psutil
 import yaml
 
-from .core import project_root, default_runs_root, frozen_config, config_dict, ConfigError
+from .core import project_root, default_runs_root, frozen_config, config_dict, parse_kv, ConfigError
 
 # %% auto #0
-__all__ = ['TRAIN_NOTEBOOK', 'EXEC_KEYS', 'METHOD_ORDER', 'RELIABILITIES', 'MIXES', 'CITIES', 'PUBLISHED', 'KERNEL_NAME', 'GROUP',
-           'EMBEDDED', 'setting_rank', 'RunSpec', 'identity', 'run_id', 'unique_runs', 'grid', 'kernel_spec',
-           'expected_config', 'config_matches', 'run_state', 'notebook_error', 'error_summary', 'Sweep', 'sweep',
-           'standin_notebook', 'config_id', 'run_record', 'collect', 'summarize', 'pm', 'fmt_table', 'benchmark_table',
-           'city', 'nthu_table', 'ablation_table', 'detail_table', 'tables', 'to_markdown', 'curves', 'curve_summary',
-           'export', 'plot_bars', 'plot_curves', 'compare_sweeps', 'ablation_runs', 'embedded_runs', 'check_runs',
-           'load_config', 'parser', 'runs_from_args', 'main', 'config_files', 'show_results']
+__all__ = ['TRAIN_NOTEBOOK', 'EXEC_KEYS', 'RELIABILITIES', 'MIXES', 'NTHU_TARGETS', 'PUBLISHED', 'ABLATION_BASE', 'KERNEL_NAME',
+           'GROUP', 'GAP_CLOSED', 'EMBEDDED', 'method_order', 'ablation_pairs', 'setting_rank', 'RunSpec', 'identity',
+           'run_id', 'unique_runs', 'grid', 'kernel_spec', 'expected_config', 'config_matches', 'run_state',
+           'notebook_error', 'error_summary', 'Sweep', 'sweep', 'config_id', 'run_record', 'collect', 'summarize', 'pm',
+           'fmt_table', 'gap_closed', 'benchmark_table', 'nthu_table', 'ablation_table', 'detail_table', 'tables',
+           'to_markdown', 'curves', 'curve_summary', 'export', 'plot_bars', 'plot_curves', 'compare_sweeps',
+           'embedded_pairs', 'ablation_runs', 'embedded_runs', 'check_runs', 'load_config', 'parser', 'runs_from_args',
+           'main', 'config_files', 'show_results']
 
 # %% ../nbs/07_experiments.ipynb #02cfd511
 TRAIN_NOTEBOOK = 'nbs/05_train.ipynb'  # the experiment, relative to the project root
 EXEC_KEYS = frozenset({'out_dir', 'resume', 'threads', 'num_workers', 'device', 'data_root'})  # how, not what
-METHOD_ORDER = ('source_only', 'mt_threshold', 'mt_all', 'stvm')  # the paper's row order
 RELIABILITIES = ('none', 'threshold', 'confidence', 'metric')  # ablation rows
 MIXES = ('none', 'classmix', 'mocm')  # ablation columns
-CITIES = ('rome', 'rio', 'tokyo', 'taipei')  # NTHU cities, in the paper's column order
+NTHU_TARGETS = ('nthu_rome', 'nthu_rio', 'nthu_tokyo', 'nthu_taipei')  # NTHU's cities, in the paper's column order
 PUBLISHED = {'gta5_cityscapes': ('gta5', 'cityscapes'), 'synthia_cityscapes': ('synthia', 'cityscapes'),
-             **{f'cityscapes_nthu_{c}': ('cityscapes', f'nthu_{c}') for c in CITIES}}  # the published settings
+             **{f'cityscapes_{t}': ('cityscapes', t) for t in NTHU_TARGETS}}  # the published settings, by real dataset
+
+def method_order() -> tuple:
+    "The methods in the tables' row order: the keys of the training chapter's `METHODS`, read at each call."
+    from sfda_nb.train import METHODS
+    return tuple(METHODS)
+
+ABLATION_BASE = 'stvm'  # the ablation swaps this method's reliability and mix
+
+def ablation_pairs() -> dict:
+    "The methods that are the ablation's base method with other strategies: name -> (reliability, mix)."
+    from sfda_nb.train import METHODS
+    base = METHODS[ABLATION_BASE]
+    return {k: (m.reliability, m.mix) for k, m in METHODS.items()
+            if m.adapts and dataclasses.replace(m, reliability=base.reliability, mix=base.mix) == base}
+
+def _real(name:str) -> str:
+    "The real dataset `name` stands for (itself for a real one, or for a name the registry does not know)."
+    from sfda_nb.data import real_name
+    try: return real_name(name)
+    except ConfigError: return name
 
 def setting_rank(source:str, target:str) -> tuple:
     "Sort key of a (source, target) pair in the paper's order: GTA5, SYNTHIA, then NTHU's cities; embedded twins alike."
-    key = (source.removeprefix('synth_'), target.removeprefix('synth_'))
-    order = list(PUBLISHED.values())
+    key, order = (_real(source), _real(target)), list(PUBLISHED.values())
     return (order.index(key) if key in order else len(order), source, target)
 
 @dataclass(frozen=True)
@@ -226,36 +246,19 @@ def _execute(self:Sweep, spec:RunSpec, threads:int=1, timeout:Optional[float]=No
         f.write(json.dumps({'id': spec.id, 'time': _now(), 'returncode': rc, 'error': short, 'dir': str(d)}) + '\n')
     return {**rec, 'status': 'failed', 'error': short}
 
-def _descendants(pid:int) -> list:
-    "Process ids of every descendant of `pid` (the kernel papermill started runs in a session of its own)."
-    try:
-        import psutil
-        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
-    except ImportError: pass
-    except Exception: return []
-    kids = {}
-    for st in Path('/proc').glob('[0-9]*/stat'):
-        try: f = st.read_text().rsplit(')', 1)[1].split(); kids.setdefault(int(f[1]), []).append(int(st.parent.name))
-        except (OSError, IndexError, ValueError): pass
-    out, todo = [], [pid]
-    while todo: c = kids.get(todo.pop(), []); out += c; todo += c
-    return out
-
-def _stop(p):
+def _stop(p:subprocess.Popen, grace:float=10.0):
     "Stop one papermill process this sweep started and everything it started (its kernel), by process id."
-    pids = _descendants(p.pid) + [p.pid]
-    def alive(pid):
-        if pid == p.pid: return p.poll() is None
-        try: return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'  # zombies are gone
-        except OSError: pass
-        try: os.kill(pid, 0); return True
-        except ProcessLookupError: return False
-    for pid in pids:
-        if alive(pid): os.kill(pid, signal.SIGTERM)
-    t0 = time.time()
-    while any(map(alive, pids)) and time.time() - t0 < 10: time.sleep(0.2)
-    for pid in filter(alive, pids): os.kill(pid, signal.SIGKILL)
-    p.wait()
+    try: kids = psutil.Process(p.pid).children(recursive=True)
+    except psutil.NoSuchProcess: kids = []
+    for q in [*kids, psutil.Process(p.pid)] if p.poll() is None else kids:
+        try: q.terminate()
+        except psutil.NoSuchProcess: pass
+    _, alive = psutil.wait_procs(kids, timeout=grace)
+    for q in alive:
+        try: q.kill()
+        except psutil.NoSuchProcess: pass
+    try: p.wait(timeout=grace)
+    except subprocess.TimeoutExpired: p.kill(); p.wait()
 
 Sweep.execute = _execute
 
@@ -302,62 +305,6 @@ def sweep(runs,  # `RunSpec`s
           **kw) -> list:  # `threads`, `timeout`, `progress`
     "Run a sweep (skipping finished runs, recording failures); return one record per run."
     return Sweep(runs, name, notebook, root).run(workers, **kw)
-
-# %% ../nbs/07_experiments.ipynb #c11b05d6
-_STANDIN = r'''
-import json, os, time
-from pathlib import Path
-out = Path(out_dir)
-if (out.parent/'FAIL').exists(): raise RuntimeError(f"stand-in failure requested: {out.parent/'FAIL'} exists")
-if out.exists() and any(out.iterdir()) and not resume: raise FileExistsError(f"out_dir {out} already holds a run; pass resume=True")
-out.mkdir(parents=True, exist_ok=True)
-CS19 = ['road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light', 'traffic sign', 'vegetation', 'terrain',
-        'sky', 'person', 'rider', 'car', 'truck', 'bus', 'train', 'motorcycle', 'bicycle']
-if 'nthu' in target: protocol, names = 'nthu13', [c for c in CS19 if c not in ('wall', 'fence', 'pole', 'terrain', 'truck', 'train')]
-elif 'synthia' in source: protocol, names = 'synthia16', [c for c in CS19 if c not in ('terrain', 'truck', 'train')]
-else: protocol, names = 'cs19', CS19
-subsets = {'synthia13': [i for i, c in enumerate(names) if c not in ('wall', 'fence', 'pole')]} if protocol == 'synthia16' else {}
-rel, mx = {'source_only': (None, None), 'mt_threshold': ('threshold', 'classmix'), 'mt_all': ('none', 'classmix'), 'stvm': ('metric', 'mocm')}[method]
-rel, mx = (reliability if reliability != 'auto' else rel), (mix if mix != 'auto' else mx)
-gain = {None: 0, 'none': 1, 'threshold': 2, 'confidence': 2, 'metric': 3}[rel] + {None: 0, 'none': 0, 'classmix': 1, 'mocm': 2}[mx]
-def ev(level):
-    iou = {c: round(level + (i % 7) - 3 + 0.5 * seed, 4) for i, c in enumerate(names)}
-    m = lambda ids: round(sum(iou[names[i]] for i in ids) / len(ids), 4)
-    return {'protocol': protocol, 'miou': m(range(len(names))), 'miou_gt': m(range(len(names))), 'n_images': 4,
-            'sub': {k: m(v) for k, v in subsets.items()}, 'iou': iou, 'subsets': subsets, 'class_names': names}
-src = ev(30.0)
-history = [] if method == 'source_only' else [{'iter': it, 'teacher': ev(30.0 + gain * it / iters), 'student': ev(29.0 + gain * it / iters)}
-                                            for it in range(max(iters // 2, 1), iters + 1, max(iters // 2, 1))]
-def pick(k):
-    if not history: return None
-    best = max(history, key=lambda e: e[k]['miou'])
-    return {'last': history[-1][k]['miou'], 'best': best[k]['miou'], 'best_iter': best['iter'], 'last_per_class': history[-1][k]['iou'],
-            'miou_gt': history[-1][k]['miou_gt']}
-config = {k: globals()[k] for k in PARAMS}
-with open(out/'log.jsonl', 'w') as f:
-    for it in range(0, iters + 1, max(iters // 4, 1)):
-        rec = {'iter': it, 'student_step': it, 'loss': 1.0 / (1 + it + seed), 'rel_mean': 0.5}
-        rec.update({f'{k}_miou': e[k]['miou'] for e in history if e['iter'] == it for k in ('teacher', 'student')})
-        f.write(json.dumps(rec) + '\n')
-metrics = {'miou': history[-1]['teacher']['miou'] if history else src['miou'], 'report': 'teacher' if history else 'source',
-           'teacher': pick('teacher'), 'student': pick('student'), 'source_only': src,
-           'source_ckpt': {'path': 'standin.pt', 'sha256': '0' * 64}, 'protocol': protocol, 'class_names': names,
-           'method': method, 'reliability': rel, 'mix': mx, 'seed': seed, 'out_dir': str(out), 'config': config,
-           'versions': {}, 'history': history, 'seconds': 0.0}
-time.sleep(sleep)
-(out/'metrics.json').write_text(json.dumps(metrics, indent=1))
-'''
-
-def standin_notebook(path) -> Path:
-    "Write a parametrised notebook with the training notebook's output schema (made-up numbers), for testing sweeps."
-    import nbformat
-    params = dict(source='synth_gta5', target='synth_cityscapes', method='stvm', reliability='auto', mix='auto', seed=0,
-                  iters=4, crop=[8, 8], out_dir='', resume=False, sleep=0.0)
-    pcell = nbformat.v4.new_code_cell('\n'.join(f'{k} = {v!r}' for k, v in params.items()), metadata={'tags': ['parameters']})
-    body = nbformat.v4.new_code_cell(f'PARAMS = {list(params)!r}\n' + _STANDIN)
-    nb = nbformat.v4.new_notebook(cells=[pcell, body], metadata={'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}})
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True); nbformat.write(nb, path)
-    return path
 
 # %% ../nbs/07_experiments.ipynb #9130c014
 def _last_eval(m:dict, model:str) -> Optional[dict]:
@@ -429,7 +376,7 @@ def collect(path=None) -> pd.DataFrame:  # a sweep folder, a runs root, a list o
     ms = [(json.loads(f.read_text()), f) for f in sorted(set(files))]
     df = pd.DataFrame([run_record(m, f) for m, f in ms])
     if df.empty: return df
-    df = df.assign(_s=[setting_rank(s, t) for s, t in zip(df.source, df.target)], _m=_order(df.method, METHOD_ORDER))
+    df = df.assign(_s=[setting_rank(s, t) for s, t in zip(df.source, df.target)], _m=_order(df.method, method_order()))
     df = df.sort_values(['_s', '_m', 'reliability', 'mix', 'seed']).drop(columns=['_s', '_m'])
     names = list(dict.fromkeys(n for i in df.index for n in ms[i][0].get('class_names', [])))  # protocol order, first setting first
     ious = [f'iou/{n}' for n in names if f'iou/{n}' in df.columns]
@@ -467,6 +414,8 @@ def fmt_table(t:pd.DataFrame, digits:int=1) -> pd.DataFrame:
     return pd.DataFrame(out, index=t.index)
 
 # %% ../nbs/07_experiments.ipynb #1216592e
+from .data import city_of, get_protocol
+
 def _label(row) -> str:
     "A method's row label: its name, plus the overridden strategies for an ablation run."
     return row['method'] if not row.get('ablation') else f"{row['method']} (rel={row['reliability']}, mix={row['mix']})"
@@ -490,6 +439,14 @@ def _class_order(d:pd.DataFrame) -> list:
     if names: return [f'iou/{n}' for n in names]
     return [c for c in d.columns if c.startswith('iou/') and d[c].notna().any()]
 
+GAP_CLOSED = '% of gap closed'  # the column: (method - source_only) / (oracle - source_only) x 100
+
+def gap_closed(t:pd.DataFrame, col:str) -> pd.Series:
+    "(row - source_only) / (oracle - source_only) x 100 of column `col`, by row label; all NaN without both reference rows."
+    so, orc = (t[col].get(k, np.nan) for k in ('source_only', 'oracle'))
+    if pd.isna(so) or pd.isna(orc) or orc == so: return pd.Series(np.nan, index=t.index, dtype=float)
+    return (t[col] - so) / (orc - so) * 100
+
 def benchmark_table(df:pd.DataFrame,  # `collect` output
                     source:str, target:str,  # the setting
                     ablations:bool=False) -> pd.DataFrame:  # also list the ablation runs as rows
@@ -503,16 +460,19 @@ def benchmark_table(df:pd.DataFrame,  # `collect` output
     subs = [c for c in d.columns if re.fullmatch(r'miou\d+', c) and d[c].notna().any()]
     g = d.groupby('label', sort=False)
     t = g[classes].mean().rename(columns=lambda c: c[4:])
-    n_cls = len(classes) or int(re.search(r'(\d+)$', d.protocol.iloc[0]).group(1))  # cs19 -> 19
+    n_cls = len(classes) or get_protocol(d.protocol.iloc[0]).num_classes
     for c, name in [('miou', f'mIoU{n_cls}'), *[(s, f'mIoU{s[4:]}') for s in subs]]:
         t[name], t[f'{name}_std'] = g[c].mean(), g[c].std(ddof=1)
-    t['n'] = g.size()
+    t[GAP_CLOSED], t['n'] = gap_closed(t, f'mIoU{n_cls}'), g.size()
     t.index.name = f'{source} → {target}'
-    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    rank = {m: i for i, m in enumerate(method_order())}
     return t.loc[sorted(t.index, key=lambda l: (rank.get(l.split(' ')[0], len(rank)), l))]
 
 # %% ../nbs/07_experiments.ipynb #2e513a60
-def city(target:str) -> str: return target.rsplit('_', 1)[-1].capitalize()
+def _city(name:str):
+    "The NTHU city of dataset `name` from the data registry ('Rome'), None for any other (or unknown) dataset."
+    try: return city_of(name)
+    except ConfigError: return None
 
 def _settings(df:pd.DataFrame) -> list:
     "The (source, target) pairs of `df` in the paper's order."
@@ -520,25 +480,25 @@ def _settings(df:pd.DataFrame) -> list:
 
 def nthu_table(df:pd.DataFrame) -> pd.DataFrame:
     "Cityscapes→NTHU: mIoU13 (mean, std over seeds) per method and city, and the mean over cities."
-    d = df[df.target.str.contains('nthu')]
+    d = df[df.target.map(_city).notna()]
     if d.empty: raise ValueError("no runs with an NTHU target in the results")
-    parts = {city(t): benchmark_table(d, s, t) for (s, t) in _settings(d)}
-    t = pd.DataFrame({c: p.filter(regex=r'^mIoU\d+$').iloc[:, 0] for c, p in parts.items()})
-    for c, p in parts.items(): t[f'{c}_std'] = p.filter(regex=r'^mIoU\d+_std$').iloc[:, 0]
+    parts = {_city(t): benchmark_table(d, s, t) for (s, t) in _settings(d)}
+    miou = parts[next(iter(parts))].filter(regex=r'^mIoU\d+$').columns[0]
+    t = pd.DataFrame({c: p[miou] for c, p in parts.items()})
+    for c, p in parts.items(): t[f'{c}_std'] = p[f'{miou}_std']
     t = t[[x for c in parts for x in (c, f'{c}_std')]]
     t['mean'] = t[list(parts)].mean(axis=1)
-    t['n'] = pd.DataFrame({c: p['n'] for c, p in parts.items()}).min(axis=1)
-    t.index.name = f"{d.source.iloc[0]} → NTHU (mIoU13)"
+    t[GAP_CLOSED], t['n'] = gap_closed(t, 'mean'), pd.DataFrame({c: p['n'] for c, p in parts.items()}).min(axis=1)
+    t.index.name = f"{d.source.iloc[0]} → NTHU ({miou})"
     return t
 
 def ablation_table(df:pd.DataFrame, source:str, target:str) -> pd.DataFrame:
-    "Headline mIoU (mean, std over seeds) of every reliability (rows) × mix (columns) pair trained on one setting."
-    d = df[(df.source == source) & (df.target == target) & (df.method != 'source_only')]
+    "Headline mIoU (mean, std over seeds) of every reliability (rows) × mix (columns) pair trained on one setting (runs of `ablation_pairs` methods)."
+    d = df[(df.source == source) & (df.target == target) & df.method.isin(ablation_pairs())]
     d = d.drop_duplicates(['reliability', 'mix', 'seed', 'config_id'] if d.config_id.nunique() > 1 else ['reliability', 'mix', 'seed'])
     g = d.groupby(['reliability', 'mix'])['miou']
     mean, std, n = g.mean().unstack(), g.std(ddof=1).unstack(), g.size().unstack()
-    rows = [r for r in RELIABILITIES if r in mean.index] + [r for r in mean.index if r not in RELIABILITIES]
-    cols = [c for c in MIXES if c in mean.columns] + [c for c in mean.columns if c not in MIXES]
+    rows, cols = [r for r in RELIABILITIES if r in mean.index], [c for c in MIXES if c in mean.columns]
     t = pd.concat({c: mean.loc[rows, c] for c in cols} | {f'{c}_std': std.loc[rows, c] for c in cols}, axis=1)
     t = t[[x for c in cols for x in (c, f'{c}_std')]]
     t['n'] = n.loc[rows].min(axis=1)
@@ -560,7 +520,7 @@ def tables(df:pd.DataFrame) -> dict:
     "Every paper-style table the runs in `df` support, numeric, by file-friendly name."
     out = {}
     for s, t in _settings(df): out[f'benchmark_{_slug(s)}__{_slug(t)}'] = benchmark_table(df, s, t)
-    if df.target.str.contains('nthu').any(): out['nthu_cities'] = nthu_table(df)
+    if df.target.map(_city).notna().any(): out['nthu_cities'] = nthu_table(df)
     for s, t in _settings(df):
         d = df[(df.source == s) & (df.target == t)]
         if d.ablation.any(): out[f'ablation_{_slug(s)}__{_slug(t)}'] = ablation_table(df, s, t)
@@ -630,10 +590,11 @@ def _panels(n:int, w:float=3.4, h:float=3.0, ncols:int=3):
     return fig, list(axes.flat[:n])
 
 def _color(label:str, extra:list) -> str:
-    "One colour per method across panels (METHOD_ORDER first, then other labels in order of appearance)."
-    if label in METHOD_ORDER: return f'C{METHOD_ORDER.index(label)}'
+    "One colour per method across panels (the registry's methods first, then other labels in order of appearance)."
+    order = method_order()
+    if label in order: return f'C{order.index(label) % 10}'
     if label not in extra: extra.append(label)
-    return f'C{(len(METHOD_ORDER) + extra.index(label)) % 10}'
+    return f'C{(len(order) + extra.index(label)) % 10}'
 
 def plot_bars(summary:pd.DataFrame,  # `summarize(df)` output or results/<name>/summary.csv
               col:str='miou',  # the column to plot (its `_std` column gives the error bar)
@@ -645,7 +606,7 @@ def plot_bars(summary:pd.DataFrame,  # `summarize(df)` output or results/<name>/
     for ax, (src, tgt) in zip(axes, settings):
         d = s[(s.source == src) & (s.target == tgt)].copy()
         d['label'] = d.apply(_label, axis=1)
-        d = d.assign(_m=_order(d.method, METHOD_ORDER)).sort_values(['_m', 'label'])
+        d = d.assign(_m=_order(d.method, method_order())).sort_values(['_m', 'label'])
         ax.bar(range(len(d)), d[col], yerr=d[f'{col}_std'].fillna(0), capsize=3, color=[_color(l, extra) for l in d.label])
         ax.set_xticks(range(len(d)), d.label, rotation=45, ha='right', fontsize=8)
         ax.set_title(f'{src} → {tgt}', fontsize=9)
@@ -686,35 +647,40 @@ def compare_sweeps(folders:dict,  # column label -> results folder (holding the 
             rows.append({'setting': f'{r.source} → {r.target}', 'sweep': label, 'method': r.method,
                          'value': pm(r[col], r.get(f'{col}_std'), digits)})
     if not rows: raise ValueError(f"no non-ablation runs in {list(folders.values())}")
-    d = pd.DataFrame(rows).assign(_m=lambda x: _order(x.method, METHOD_ORDER))
+    d = pd.DataFrame(rows).assign(_m=lambda x: _order(x.method, method_order()))
     order = [(s, m) for s in folders for m in d[d.sweep == s].sort_values('_m', kind='stable').method.unique()]
     t = d.pivot_table(index='setting', columns=['sweep', 'method'], values='value', aggfunc='first')
     return t.reindex(columns=pd.MultiIndex.from_tuples(order, names=['sweep', 'method'])).reindex(list(dict.fromkeys(d.setting))).fillna('')
 
 # %% ../nbs/07_experiments.ipynb #2cb4e717
-EMBEDDED = {'gta5': [('synth_gta5', 'synth_cityscapes')], 'synthia': [('synth_synthia', 'synth_cityscapes')],
-            'nthu': [('synth_cityscapes', f'synth_nthu_{c}') for c in CITIES]}
+EMBEDDED = {'gta5': ('gta5_cityscapes',), 'synthia': ('synthia_cityscapes',),
+            'nthu': tuple(k for k, (s, t) in PUBLISHED.items() if t in NTHU_TARGETS)}  # embedded setting -> the published ones it mirrors
 
-def _method_pairs() -> dict:
-    from sfda_nb.train import METHODS
-    return METHODS
+def embedded_pairs(setting:str) -> list:
+    "The (source, target) pairs of an embedded setting: the registry's twins of its published settings' datasets."
+    from sfda_nb.data import dataset_spec
+    pairs = [tuple(dataset_spec(n).twin for n in PUBLISHED[k]) for k in EMBEDDED[setting]]
+    if any(None in p for p in pairs): raise ConfigError(f"setting {setting!r}: a dataset of {EMBEDDED[setting]} has no embedded twin")
+    return pairs
 
-def ablation_runs(source:str, target:str, seeds=(0, 1, 2), methods=METHOD_ORDER, **fixed) -> list:
-    "The reliability × mix grid on one setting, as `stvm` runs, minus the pairs that `methods` already run."
-    covered = {v for m, v in _method_pairs().items() if m in methods and v[0] is not None}
-    runs = grid(source, target, 'stvm', RELIABILITIES, MIXES, seeds, **fixed)
+def ablation_runs(source:str, target:str, seeds=(0, 1, 2), methods=None, **fixed) -> list:
+    "The reliability × mix grid on one setting, as `ABLATION_BASE` runs, minus the pairs that `methods` (default: all) already run."
+    methods = method_order() if methods is None else _as_list(methods)
+    covered = {v for k, v in ablation_pairs().items() if k in methods}
+    runs = grid(source, target, ABLATION_BASE, RELIABILITIES, MIXES, seeds, **fixed)
     return [r for r in runs if (r.params['reliability'], r.params['mix']) not in covered]
 
 def embedded_runs(settings=('gta5', 'synthia', 'nthu'),  # keys of `EMBEDDED`
-                  methods=METHOD_ORDER,  # methods to run on every setting
+                  methods=None,  # methods to run on every setting (default: every method of `train.METHODS`)
                   seeds=(0, 1, 2),  # seeds
                   ablations:bool=True,  # add the reliability × mix grid on the first setting
                   **fixed) -> list:  # parameters shared by every run (e.g. iters)
     "The embedded miniature of the published settings: every method and seed, plus the ablation."
     unknown = [s for s in _as_list(settings) if s not in EMBEDDED]
     if unknown: raise ConfigError(f"unknown setting(s) {unknown}; valid ones are {list(EMBEDDED)} (or 'all')")
-    runs = [r for s in _as_list(settings) for src, tgt in EMBEDDED[s] for r in grid(src, tgt, methods, seeds=seeds, **fixed)]
-    if ablations: runs += ablation_runs(*EMBEDDED[_as_list(settings)[0]][0], seeds=seeds, methods=methods, **fixed)
+    methods = method_order() if methods is None else _as_list(methods)
+    runs = [r for s in _as_list(settings) for src, tgt in embedded_pairs(s) for r in grid(src, tgt, methods, seeds=seeds, **fixed)]
+    if ablations: runs += ablation_runs(*embedded_pairs(_as_list(settings)[0])[0], seeds=seeds, methods=methods, **fixed)
     return unique_runs(runs)
 
 # %% ../nbs/07_experiments.ipynb #b17359b6
@@ -726,10 +692,6 @@ def check_runs(runs) -> None:
         except (ConfigError, TypeError) as e: raise ConfigError(f"run {r.id}: {e}") from None
 
 # %% ../nbs/07_experiments.ipynb #98b80499
-def _literal(v:str):
-    try: return ast.literal_eval(v)
-    except (ValueError, SyntaxError): return v
-
 def load_config(path) -> dict:
     "A parameter file (YAML, as papermill's `-f` reads it) as a dict."
     from papermill.iorw import NoDatesSafeLoader
@@ -743,7 +705,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='sfda_nb sweep', description='Sweep the training notebook over the embedded (or a published) setting.')
     p.add_argument('--setting', default='all', help="all | gta5 | synthia | nthu, or a comma list (embedded benchmark)")
     p.add_argument('--config', nargs='+', default=None, help='parameter files of published settings (configs/*.yaml) instead of --setting')
-    p.add_argument('--methods', default=','.join(METHOD_ORDER), help='comma list of methods')
+    p.add_argument('--methods', default=','.join(method_order()), help='comma list of methods (default: all of train.METHODS)')
     p.add_argument('--seeds', default='0,1,2', help='comma list of seeds')
     p.add_argument('--ablations', action=argparse.BooleanOptionalAction, default=True, help='add the reliability × mix grid on the first setting')
     p.add_argument('--iters', type=int, default=None, help='adaptation iterations (default: TrainConfig / the parameter file)')
@@ -761,10 +723,7 @@ def parser() -> argparse.ArgumentParser:
 # %% ../nbs/07_experiments.ipynb #0999ab5f
 def runs_from_args(a) -> list:
     "The runs a parsed command line asks for."
-    fixed = {}
-    for kv in a.set:
-        if '=' not in kv: raise ConfigError(f"--set {kv!r} should be KEY=VALUE")
-        k, v = kv.split('=', 1); fixed[k.strip()] = _literal(v.strip())
+    fixed = parse_kv(a.set)
     if a.iters is not None: fixed['iters'] = a.iters
     methods, seeds = a.methods.split(','), [int(s) for s in a.seeds.split(',')]
     if not a.config:

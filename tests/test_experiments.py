@@ -1,84 +1,126 @@
-"""Sweeps through papermill (stand-in notebook and the real training notebook), the published parameter files, the CLI."""
-import json, os, subprocess, sys, time
+"""Sweeps through papermill on the real training notebook (tiny parameters), the published parameter files, the CLI."""
+import json, os, shutil, subprocess, sys, time, uuid
 from pathlib import Path
-import pytest
+import psutil, pytest, yaml
 from conftest import ROOT, VENV_BIN
 
 from sfda_nb.core import frozen_config
 from sfda_nb import experiments as ex
 
+# Parameters small enough for a CPU: what is tested is the sweep's plumbing, not a method.
+TINY = dict(iters=2, batch_size=2, crop=[32, 32], eval_every=0, eval_max_images=2, source_iters=5, metric_warmup=1, threads=1)
+SETTING = ('synth_gta5', 'synth_cityscapes')
 
-@pytest.fixture
-def standin(tmp_path):
-    return ex.standin_notebook(tmp_path/'standin.ipynb')
+
+@pytest.fixture(scope='module')
+def shared(tmp_path_factory):
+    "One data root (the embedded benchmark is rendered once, on the first run) and one source-model cache for the module."
+    base = tmp_path_factory.mktemp('sweeps')
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv('SFDA_RUNS', str(base/'runs'))  # the tiny source model is cached here, not in the project's runs/
+        for k in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'): mp.setenv(k, '1')
+        yield dict(base=base, data_root=str(base/'data'))
 
 
-def _runs(**fixed):
-    return ex.grid('synth_gta5', 'synth_cityscapes', ['mt_all', 'stvm'], seeds=[0, 1], iters=4, **fixed)
+def tiny(shared, methods, **kw):
+    return ex.grid(*SETTING, methods, seeds=[0], **TINY, data_root=shared['data_root'], **kw)
+
+
+@pytest.fixture(scope='module')
+def first(shared):
+    "source_only and stvm, plus one run of a method the training notebook does not know, on two workers."
+    runs = tiny(shared, ['source_only', 'stvm', 'no_such_method'])
+    t0 = time.time()
+    res = ex.sweep(runs, 'sw', root=shared['base'], workers=2, progress=False, timeout=1200)
+    return dict(runs=runs, res=res, dir=shared['base']/'sw', seconds=time.time() - t0)
+
+
+def _err(d, rid): return (d/rid/'error.txt').read_text()[-3000:] if (d/rid/'error.txt').exists() else ''
 
 
 # ---------------------------------------------------------------------------------------------
-# sweep machinery, against the stand-in notebook
+# the sweep machinery, on the real training notebook
 
-def test_sweep_failures_retries_and_skips(tmp_path, standin, one_thread):
-    runs = _runs()
-    bad = tmp_path/'sw'/runs[1].id/'FAIL'; bad.parent.mkdir(parents=True); bad.write_text('')
-    res = ex.sweep(runs, 'sw', notebook=standin, root=tmp_path, workers=2, progress=False)
-    assert [r['status'] for r in res] == ['done', 'failed', 'done', 'done']
-    d = tmp_path/'sw'/runs[1].id
-    assert 'stand-in failure requested' in (d/'error.txt').read_text()
-    assert 'Traceback' in (d/'error.txt').read_text()
-    fails = [json.loads(l) for l in (tmp_path/'sw'/'failures.jsonl').read_text().splitlines()]
-    assert [f['id'] for f in fails] == [runs[1].id] and fails[0]['returncode'] == 1
-    # every run has its own executed notebook next to its own out_dir, and its parameters
-    for r in runs:
-        rd = tmp_path/'sw'/r.id
-        assert (rd/'run.ipynb').is_file() and (rd/'params.yaml').is_file() and (rd/'out').is_dir()
-    assert (tmp_path/'sw'/runs[0].id/'out'/'metrics.json').is_file()
-    # second invocation: the three done runs are skipped, the failed one is retried and succeeds
-    bad.unlink()
-    res = ex.sweep(runs, 'sw', notebook=standin, root=tmp_path, workers=2, progress=False)
-    assert [r['status'] for r in res] == ['skipped', 'done', 'skipped', 'skipped']
-    assert not (d/'error.txt').exists()
-    assert set(ex.Sweep(runs, 'sw', standin, tmp_path).status().values()) == {'done'}
-    assert len(ex.collect(tmp_path/'sw')) == 4
+def test_failure_is_recorded_and_the_others_finish(first):
+    runs, res, d = first['runs'], first['res'], first['dir']
+    assert [r['status'] for r in res[:2]] == ['done', 'done'], {r.id: _err(d, r.id) for r in runs[:2]}
+    assert res[2]['status'] == 'failed'
+    err = (d/runs[2].id/'error.txt').read_text()
+    assert err.startswith('ConfigError') and 'no_such_method' in err and 'Traceback' in err, err[:2000]
+    fails = [json.loads(l) for l in (d/'failures.jsonl').read_text().splitlines()]
+    assert fails[0]['id'] == runs[2].id and fails[0]['returncode'] == 1
+    for r in runs:  # every run has its executed notebook next to its own out_dir, and its parameters
+        assert (d/r.id/'run.ipynb').is_file() and (d/r.id/'params.yaml').is_file() and (d/r.id/'out').is_dir()
+    assert yaml.safe_load((d/runs[1].id/'params.yaml').read_text())['out_dir'] == str(d/runs[1].id/'out')
 
 
-def test_stale_runs_are_moved_aside_and_rerun(tmp_path, standin, one_thread):
-    runs = _runs()[:1]
-    ex.sweep(runs, 'sw', notebook=standin, root=tmp_path, progress=False)
-    first = json.loads((tmp_path/'sw'/runs[0].id/'out'/'metrics.json').read_text())
-    assert first['config']['iters'] == 4
-    changed = [ex.RunSpec(runs[0].id, {**runs[0].params, 'iters': 6})]
-    sw = ex.Sweep(changed, 'sw', standin, tmp_path)
-    assert sw.status() == {runs[0].id: 'stale'}
-    assert [r['status'] for r in sw.run(progress=False)] == ['done']
-    assert json.loads((tmp_path/'sw'/runs[0].id/'out'/'metrics.json').read_text())['config']['iters'] == 6
+def test_rerun_skips_done_runs_and_retries_failed_ones(first, shared):
+    runs = first['runs']
+    res = ex.sweep(runs, 'sw', root=shared['base'], progress=False)
+    assert [r['status'] for r in res] == ['skipped', 'skipped', 'failed']
+    assert ex.Sweep(runs, 'sw', root=shared['base']).status() == {runs[0].id: 'done', runs[1].id: 'done', runs[2].id: 'failed'}
+    assert len((first['dir']/'failures.jsonl').read_text().splitlines()) == 2
+
+
+def test_tables_from_real_metrics(first, tmp_path):
+    df = ex.collect(first['dir'])
+    assert list(df.method) == ['source_only', 'stvm'] and df.protocol.tolist() == ['cs19', 'cs19']
+    m = json.loads(Path(df.path[1]).read_text())
+    assert m['config']['iters'] == 2 and m['config']['crop'] == [32, 32]
+    t = ex.benchmark_table(df, *SETTING)
+    assert list(t.index) == ['source_only', 'stvm'] and len([c for c in t.columns if not c.startswith(('mIoU', 'n', '%'))]) == 19
+    assert abs(t.loc['stvm', 'mIoU19'] - m['miou']) < 1e-9
+    assert t[ex.GAP_CLOSED].isna().all()  # no oracle run in this sweep: the column is blank
+    dt = ex.detail_table(df).loc[(' → '.join(SETTING), 'stvm')]
+    assert (dt.teacher_last, dt.teacher_best, dt.student_last, dt.student_best) == \
+        (m['teacher']['last'], m['teacher']['best'], m['student']['last'], m['student']['best'])
+    files = ex.export(df, tmp_path/'results', 'tiny')
+    assert all(f.stat().st_size < 100_000 for f in files)
+    assert len(ex.curves(df).query("metric == 'loss'")) > 0
+
+
+def test_stale_run_is_moved_aside_and_rerun(first, shared, tmp_path):
+    run = first['runs'][1]
+    shutil.copytree(first['dir']/run.id, tmp_path/'sw'/run.id)  # a finished run, then its parameters change
+    changed = ex.RunSpec(run.id, {**run.params, 'iters': 3})
+    sw = ex.Sweep([changed], 'sw', root=tmp_path)
+    assert sw.status() == {run.id: 'stale'}
+    assert [r['status'] for r in sw.run(progress=False)] == ['done'], _err(tmp_path/'sw', run.id)
+    assert json.loads((tmp_path/'sw'/run.id/'out'/'metrics.json').read_text())['config']['iters'] == 3
     kept = list((tmp_path/'sw'/'.stale').iterdir())
-    assert len(kept) == 1 and (kept[0]/'out'/'metrics.json').is_file()  # the old result is kept, not deleted
+    assert len(kept) == 1 and json.loads((kept[0]/'out'/'metrics.json').read_text())['config']['iters'] == 2  # kept, not deleted
     assert len(ex.collect(tmp_path)) == 1  # and .stale is not collected
 
 
-def test_interrupted_run_is_resumed(tmp_path, standin, one_thread):
-    runs = _runs()[:1]
-    out = tmp_path/'sw'/runs[0].id/'out'; out.mkdir(parents=True)
-    (out/'log.jsonl').write_text('{"iter": 1}\n')  # what a killed run leaves behind
-    sw = ex.Sweep(runs, 'sw', standin, tmp_path)
-    assert sw.status() == {runs[0].id: 'incomplete'}
-    assert [r['status'] for r in sw.run(progress=False)] == ['done']
-    import yaml
-    assert yaml.safe_load((tmp_path/'sw'/runs[0].id/'params.yaml').read_text())['resume'] is True
+def test_interrupted_run_is_resumed(first, shared, tmp_path):
+    run = tiny(shared, ['mt_all'])[0]
+    out = tmp_path/'sw'/run.id/'out'; out.mkdir(parents=True)
+    (out/'log.jsonl').write_text('{"iter": 1}\n')  # what a run killed before its first checkpoint leaves behind
+    sw = ex.Sweep([run], 'sw', root=tmp_path)
+    assert sw.status() == {run.id: 'incomplete'}
+    assert [r['status'] for r in sw.run(progress=False)] == ['done'], _err(tmp_path/'sw', run.id)
+    assert yaml.safe_load((tmp_path/'sw'/run.id/'params.yaml').read_text())['resume'] is True
 
 
-def test_timeout_stops_the_run_and_records_it(tmp_path, standin, one_thread):
-    runs = _runs(sleep=60.0)[:1]
+def test_timeout_stops_the_run_and_its_kernel_then_a_rerun_finishes(first, shared, tmp_path, monkeypatch):
+    mark = uuid.uuid4().hex
+    monkeypatch.setenv('SFDA_TEST_MARK', mark)  # inherited by papermill and its kernel: finds them and nothing else
+    run = tiny(shared, ['source_only'])[0]
     t0 = time.time()
-    res = ex.sweep(runs, 'sw', notebook=standin, root=tmp_path, timeout=15, progress=False)
-    assert time.time() - t0 < 45
-    assert res[0]['status'] == 'failed' and 'timeout after 15' in (tmp_path/'sw'/runs[0].id/'error.txt').read_text()
+    res = ex.sweep([run], 'sw', root=tmp_path, timeout=8, progress=False)
+    assert time.time() - t0 < 60
+    assert res[0]['status'] == 'failed' and 'timeout after 8' in (tmp_path/'sw'/run.id/'error.txt').read_text()
+    def marked(p):
+        try: return p.environ().get('SFDA_TEST_MARK') == mark
+        except (psutil.Error, OSError): return False
+    left = [p for p in psutil.process_iter() if marked(p) and p.status() != psutil.STATUS_ZOMBIE]
+    assert not left, [p.cmdline() for p in left]
+    res = ex.sweep([run], 'sw', root=tmp_path, progress=False)
+    assert res[0]['status'] == 'done', _err(tmp_path/'sw', run.id)
 
 
 def test_workers_get_their_share_of_threads(tmp_path, one_thread):
+    "A probe notebook (not a stand-in of the training notebook) reports the environment each worker's kernel sees."
     import nbformat
     nb = tmp_path/'env.ipynb'
     cells = [nbformat.v4.new_code_cell("out_dir = ''\nseed = 0", metadata={'tags': ['parameters']}),
@@ -146,7 +188,8 @@ def test_cli_dry_run_lists_the_embedded_sweep(tmp_path):
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
-    n = 6 * 4 * 3 + (12 - 3) * 3  # 6 settings × 4 methods × 3 seeds, plus the ablation minus the 3 pairs methods cover
+    methods, covered = len(ex.method_order()), len(ex.ablation_pairs())
+    n = 6 * methods * 3 + (12 - covered) * 3  # 6 settings × every method × 3 seeds, plus the ablation minus the pairs methods cover
     assert lines[-1].startswith(f'{n} runs in {tmp_path}/embedded: {n} pending'), lines[-1]
     assert sum('synth_cityscapes-synth_nthu_taipei__stvm__s' in l for l in lines) == 3
 
@@ -156,30 +199,6 @@ def test_cli_rejects_typos_before_running(tmp_path):
         ex.main(['--setting', 'gta5', '--set', 'itres=5', '--root', str(tmp_path)])
     with pytest.raises(ex.ConfigError, match='mocha'):
         ex.main(['--setting', 'gta5', '--methods', 'mocha', '--root', str(tmp_path)])
+    with pytest.raises(ex.ConfigError, match='is not key=value'):
+        ex.main(['--setting', 'gta5', '--set', 'iters', '--root', str(tmp_path)])
     assert not (tmp_path/'embedded').exists()
-
-
-# ---------------------------------------------------------------------------------------------
-# a real (tiny) sweep through the training notebook
-
-def test_real_tiny_sweep(tmp_path, one_thread, monkeypatch):
-    "Two runs of the embedded GTA5 setting through nbs/05_train.ipynb; their metrics tabulate, and a rerun skips them."
-    monkeypatch.setenv('SFDA_RUNS', str(tmp_path/'runs'))  # the small source model below is cached here, not in runs/
-    runs = ex.grid('synth_gta5', 'synth_cityscapes', ['source_only', 'stvm'], seeds=[0], iters=4, eval_every=2, eval_max_images=4,
-                   batch_size=2, crop=(32, 32), source_iters=20, metric_warmup=2, n_per_class=64)
-    ex.check_runs(runs)
-    res = ex.sweep(runs, 'tiny', root=tmp_path/'runs', workers=2, progress=False, timeout=900)
-    errs = {r['id']: (tmp_path/'runs'/'tiny'/r['id']/'error.txt').read_text()[-3000:] for r in res if r['status'] != 'done'}
-    assert not errs, errs
-    df = ex.collect(tmp_path/'runs'/'tiny')
-    assert list(df.method) == ['source_only', 'stvm'] and df.protocol.tolist() == ['cs19', 'cs19']
-    m = json.loads(Path(df.path[1]).read_text())
-    assert m['config']['iters'] == 4 and [e['iter'] for e in m['history']] == [2, 4]
-    t = ex.benchmark_table(df, 'synth_gta5', 'synth_cityscapes')
-    assert list(t.index) == ['source_only', 'stvm'] and len([c for c in t.columns if not c.startswith(('mIoU', 'n'))]) == 19
-    assert abs(t.loc['stvm', 'mIoU19'] - m['miou']) < 1e-9
-    files = ex.export(df, tmp_path/'results', 'tiny')
-    assert all(f.stat().st_size < 100_000 for f in files)
-    assert len(ex.curves(df).query("metric == 'loss'")) > 0
-    res = ex.sweep(runs, 'tiny', root=tmp_path/'runs', progress=False)
-    assert [r['status'] for r in res] == ['skipped', 'skipped']
