@@ -39,6 +39,7 @@ def report(m:dict, cfg, seconds:float) -> str:
                       f"  adapted mIoU     : {m['miou']:5.1f}   ({m['report']}, last evaluation" + (f"; best {rep['best']:.1f})" if rep else ")"),
                       f"  run folder       : {m['out_dir']}", f"  wall time        : {seconds:.0f} s"])
 
+# %% ../nbs/09_cli.ipynb #f7b3bed9
 def demo(argv=()) -> dict:
     "Render, train the source model, adapt; print source-only vs adapted mIoU."
     cfg = parse_config(list(argv)); t0 = time.time()

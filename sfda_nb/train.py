@@ -118,6 +118,7 @@ class Teacher(NamedTuple):
     conf: torch.Tensor    # N×H×W max probability
     pseudo: torch.Tensor  # N×H×W argmax (the pseudo-label)
 
+# %% ../nbs/05_train.ipynb #bef62878
 RELIABILITY = Registry('reliability')
 
 class Reliability(Strategy):
@@ -194,6 +195,7 @@ class BNStats(Strategy):
         with torch.no_grad(): student(x)
         return None
 
+# %% ../nbs/05_train.ipynb #5481d33c
 LABELS = Registry('labels')
 
 @LABELS.register('teacher')
@@ -307,6 +309,7 @@ class ScaledUpdate(Update):
     def state_dict(self): return self.scaler.state_dict()
     def load_state_dict(self, sd): self.scaler.load_state_dict(sd)
 
+# %% ../nbs/05_train.ipynb #3fd034a1
 def _no_sync(model): pass
 
 @dataclass
@@ -417,6 +420,7 @@ class Local:
     def reduce_eval(self, res): return res
     def first_bad(self, i:int) -> int: return i
 
+# %% ../nbs/05_train.ipynb #63d4225a
 @dataclass
 class Run:
     "Everything `fit` and the callbacks share; callbacks read and write only these fields."
@@ -578,6 +582,7 @@ def load_state(run, sd:dict):
     if 'cuda_rng' in sd and torch.cuda.is_available(): torch.cuda.set_rng_state_all(sd['cuda_rng'])
     a.it, run.evals, run.source_eval = sd['it'], sd['evals'], sd['source_eval']
 
+# %% ../nbs/05_train.ipynb #bd6b1b2e
 class Checkpoint(Callback):
     "Writes out_dir/state.pt atomically every `every` steps (after the NaN guard has passed)."
     order = 40
@@ -699,6 +704,7 @@ def summarize(run, seconds:float) -> dict:
             'mix': plan.mix, 'seed': cfg.seed, 'out_dir': str(run.out_dir), 'config': config_dict(cfg), 'versions': models.versions(),
             'history': [{k: v for k, v in e.items() if k != '_logged'} for e in run.evals], 'seconds': seconds}
 
+# %% ../nbs/05_train.ipynb #d3c6e820
 def save_run(r:Run, m:dict):
     "Write a finished run's checkpoints, its strategies' files and metrics.json (atomically) into its folder."
     if r.plan.method.adapts:

@@ -107,3 +107,37 @@ def test_metric_init_does_not_depend_on_the_source_cache(tmp_path, monkeypatch, 
     (p1, s1), (p2, s2) = start('trained_here'), start('cached')
     assert s1 == s2 and len(list((tmp_path/'runs'/'source_models').glob('*.pt'))) == 1
     assert all(torch.equal(a, b) for a, b in zip(p1, p2))
+
+
+PLUGIN = '''
+"A researcher's own module: a reliability strategy and a dataset, each one class and one registry entry."
+import torch
+from sfda_nb import train, data
+
+@train.RELIABILITY.register('half')
+class Half(train.Reliability):
+    "Every pseudo-label counts half."
+    def __call__(self, t): return torch.full_like(t.conf, 0.5)
+
+class MyStreets(data.CityscapesDataset):
+    "A dataset of one's own (here the embedded Cityscapes twin's files, in the Cityscapes layout)."
+
+data.register_dataset('my_streets', data.dataset_spec('synth_cityscapes')._replace(cls=MyStreets, rendered=False, real=None))
+'''
+
+
+def test_new_strategy_and_dataset_through_a_sweep(tmp_path, monkeypatch):
+    "Adding a reliability and a dataset is one class and one registry entry each, in a plugin module; a real sweep runs them."
+    from sfda_nb import experiments, synth
+    (tmp_path/'plug').mkdir(); (tmp_path/'plug'/'sfda_test_plugin.py').write_text(PLUGIN)
+    monkeypatch.setenv('PYTHONPATH', os.pathsep.join([str(tmp_path/'plug'), os.environ.get('PYTHONPATH', '')]))
+    monkeypatch.setenv('SFDA_RUNS', str(tmp_path/'runs'))
+    root = tmp_path/'data'; synth.ensure_benchmark(root)  # the files my_streets reads
+    runs = experiments.grid('synth_gta5', 'my_streets', methods='mt_all', reliability='half', seeds=0, plugins='sfda_test_plugin',
+                            iters=2, batch_size=2, crop=[32, 32], eval_every=0, eval_max_images=2, source_iters=5, data_root=str(root))
+    res = experiments.sweep(runs, name='plugin', root=tmp_path/'runs', progress=False)
+    assert [r['status'] for r in res] == ['done'], res
+    m = json.loads((tmp_path/'runs'/'plugin'/runs[0].id/'out'/'metrics.json').read_text())
+    assert (m['reliability'], m['mix'], m['config']['target'], m['protocol']) == ('half', 'classmix', 'my_streets', 'cs19')
+    log = [json.loads(l) for l in (tmp_path/'runs'/'plugin'/runs[0].id/'out'/'log.jsonl').read_text().splitlines()]
+    assert log[-1]['rel_mean'] == 0.5
