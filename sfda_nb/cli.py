@@ -75,3 +75,5 @@ def main(argv=None):
     except EXPECTED as e:
         if debug: raise
         sys.exit(f"error: {e}")
+
+if __name__ == '__main__' and not hasattr(sys, 'ps1') and 'ipykernel' not in sys.modules: main()
