@@ -74,6 +74,6 @@ def main(argv=None):
     try: return cmds[argv[0]]([a for a in argv[1:] if a != '--debug'] if argv[0] != 'demo' else argv[1:])
     except EXPECTED as e:
         if debug: raise
-        sys.exit(f"error: {e}")
+        print(f"{type(e).__name__}: {e}", file=sys.stderr); sys.exit(2)
 
 if __name__ == '__main__' and not hasattr(sys, 'ps1') and 'ipykernel' not in sys.modules: main()

@@ -65,11 +65,11 @@ def environment(cfg) -> Optional[Dist]:
 
 # %% ../nbs/08_scale.ipynb #3f80c0f8
 @patch_to(Dist)
-def claim_out_dir(self, out:Path, resume:bool) -> bool:
-    "`train.claim_out_dir` on rank 0; every rank gets its answer (or raises its error)."
+def check_out_dir(self, out:Path, cfg) -> bool:
+    "`train.check_out_dir` on rank 0; every rank gets its answer (or raises its error)."
     res = None
     if self.is_main:
-        try: res = train.claim_out_dir(out, resume)
+        try: res = train.check_out_dir(out, cfg)
         except Exception as e: res = e
     res = self.broadcast_object(res)
     if isinstance(res, Exception): raise res

@@ -19,15 +19,15 @@ from .core import (IGNORE, upsample, default_data_root, default_runs_root, seed_
 from . import data, models, metric, classmix
 
 # %% auto #0
-__all__ = ['RELIABILITY', 'OBJECTIVES', 'LABELS', 'METHODS', 'CHOICES', 'STATE_FORMAT', 'TrainConfig', 'Field', 'config_fields',
-           'parameters_cell', 'Context', 'Teacher', 'Reliability', 'NoReliability', 'ThresholdReliability',
-           'ConfidenceReliability', 'MetricReliability', 'weighted_ce', 'PseudoCE', 'Entropy', 'BNStats',
-           'TeacherLabels', 'GroundTruth', 'Method', 'Plan', 'load_plugins', 'resolve', 'bn_affine', 'make_optimizer',
-           'Update', 'ScaledUpdate', 'Adaptation', 'precision', 'build_adaptation', 'StepOutput', 'teacher_view',
-           'adapt_step', 'Local', 'Run', 'next_batch', 'fit', 'Callback', 'PolyLR', 'score', 'evaluate_pair',
-           'Evaluate', 'NonFiniteLoss', 'NanGuard', 'check_finite', 'JsonLog', 'state_dict', 'load_state', 'Checkpoint',
-           'Progress', 'run_dir', 'claim_out_dir', 'source_model', 'open_target', 'prepare', 'summarize', 'save_run',
-           'run']
+__all__ = ['RELIABILITY', 'OBJECTIVES', 'LABELS', 'METHODS', 'CHOICES', 'STATE_FORMAT', 'RESUME_FREE', 'TrainConfig', 'Field',
+           'config_fields', 'parameters_cell', 'Context', 'Teacher', 'Reliability', 'NoReliability',
+           'ThresholdReliability', 'ConfidenceReliability', 'MetricReliability', 'weighted_ce', 'PseudoCE', 'Entropy',
+           'BNStats', 'TeacherLabels', 'GroundTruth', 'Method', 'Plan', 'load_plugins', 'resolve', 'bn_affine',
+           'make_optimizer', 'Update', 'ScaledUpdate', 'Adaptation', 'precision', 'build_adaptation', 'StepOutput',
+           'teacher_view', 'adapt_step', 'Local', 'Run', 'next_batch', 'fit', 'Callback', 'PolyLR', 'score',
+           'evaluate_pair', 'Evaluate', 'NonFiniteLoss', 'NanGuard', 'check_finite', 'JsonLog', 'state_dict',
+           'load_state', 'Checkpoint', 'Progress', 'run_dir', 'stored_config', 'check_out_dir', 'source_model',
+           'open_target', 'prepare', 'summarize', 'save_run', 'run']
 
 # %% ../nbs/05_train.ipynb #4180a29a
 @dataclass(frozen=True)
@@ -269,6 +269,10 @@ def resolve(cfg:TrainConfig) -> Plan:
     for k, valid in CHOICES.items(): _choose(k, getattr(cfg, k), valid)
     if cfg.iters < 0 or cfg.batch_size < 1: raise ConfigError(f"iters={cfg.iters} and batch_size={cfg.batch_size} must be at least 0 and 1")
     if cfg.source_ckpt and not Path(cfg.source_ckpt).is_file(): raise ConfigError(f"source_ckpt {cfg.source_ckpt} does not exist")
+    start = cfg.target if m.model == 'target' else cfg.source  # the oracle starts from a model trained on the target's labels
+    if not cfg.source_ckpt and not data.is_rendered(start):
+        raise ConfigError(f"{start!r} is a real dataset: pass source_ckpt=<path to the model trained on it> "
+                          f"(an sfda_nb checkpoint or one of the field's DeepLabV2 checkpoints, see nbs/02a_deeplab)")
     return Plan(m, rel, mix, m.report if cfg.report == 'auto' else cfg.report)
 
 # %% ../nbs/05_train.ipynb #2e548960
@@ -412,7 +416,7 @@ class Local:
     rank, world, is_main = 0, 1, True
     def __init__(self, device): self.device = torch.device(device)
     def barrier(self): pass
-    def claim_out_dir(self, out, resume): return claim_out_dir(out, resume)
+    def check_out_dir(self, out, cfg): return check_out_dir(out, cfg)
     def shard(self, ds, max_images:int=0): return ds  # evaluation caps itself (`eval_max_images`)
     def batch_stream(self, ds, batch_size, seed=0, start_iter=0, num_workers=0):
         return data.BatchStream(ds, batch_size, seed=seed, start_iter=start_iter, num_workers=num_workers)
@@ -616,26 +620,33 @@ def run_dir(cfg:TrainConfig, plan:Plan) -> Path:
     if cfg.out_dir: return Path(cfg.out_dir)
     return default_runs_root()/f'{cfg.source}-{cfg.target}'/f'{cfg.method}-{plan.reliability or "x"}-{plan.mix or "x"}-s{cfg.seed}'
 
-def claim_out_dir(out:Path, resume:bool) -> bool:
-    "Create `out`; return True when resuming. An existing run is never silently overwritten."
-    if out.exists() and any(out.iterdir()):
-        if not resume:
-            raise FileExistsError(f"out_dir {out} already holds a run; pass resume=True to continue it, or choose another out_dir")
-        return (out/'state.pt').exists() or (out/'metrics.json').exists()
-    out.mkdir(parents=True, exist_ok=True)
-    return False
+RESUME_FREE = ('iters', 'resume', 'out_dir', 'ckpt_every', 'threads', 'num_workers', 'device', 'data_root')  # may differ on resume
+
+def stored_config(out:Path) -> Optional[dict]:
+    "The config of the run in `out` (from metrics.json, else its resumable state), or None."
+    if (out/'metrics.json').exists(): return json.loads((out/'metrics.json').read_text()).get('config')
+    if (out/'state.pt').exists(): return load_checkpoint(out/'state.pt').get('config')
+    return None
+
+def check_out_dir(out:Path, cfg:TrainConfig) -> bool:
+    "True when `cfg` resumes the run in `out`; an existing run is never overwritten nor resumed with other parameters."
+    if not (out.exists() and any(out.iterdir())): return False
+    if not cfg.resume:
+        raise FileExistsError(f"out_dir {out} already holds a run; pass resume=True to continue it, or choose another out_dir")
+    old, new = stored_config(out), config_dict(cfg)
+    if old is None: return False  # an attempt that never saved a state starts again
+    diff = [f"{k} {old.get(k)!r} -> {new[k]!r}" for k in new if k not in RESUME_FREE and old.get(k, new[k]) != new[k]]
+    if new['iters'] < old.get('iters', 0): diff.append(f"iters {old['iters']} -> {new['iters']} (a run can only be continued)")
+    if diff: raise ConfigError(f"resume=True: the run in {out} was made with other parameters ({'; '.join(diff)}); "
+                               f"pass its values, or choose another out_dir")
+    return True
 
 # %% ../nbs/05_train.ipynb #6acc6f29
 def source_model(cfg:TrainConfig, plan:Plan, protocol, root, device):
     "The model a run starts from, and its provenance: `source_ckpt`, or one trained once and cached on an embedded dataset."
     data_name = cfg.target if plan.method.model == 'target' else cfg.source  # the oracle trains on the target's labels
-    if cfg.source_ckpt: path = Path(cfg.source_ckpt)
-    elif data.is_rendered(data_name):
-        path = models.source_checkpoint(data_name, protocol.name, arch=cfg.arch, target=cfg.target,
-                                        iters=cfg.source_iters, data_root=str(root), device=str(device))
-    else:
-        raise ConfigError(f"{data_name!r} is a real dataset: pass source_ckpt=<path to the model trained on it> "
-                          f"(an sfda_nb checkpoint or one of the field's DeepLabV2 checkpoints, see nbs/02a_deeplab)")
+    path = Path(cfg.source_ckpt) if cfg.source_ckpt else models.source_checkpoint(  # `resolve` refused a real dataset without one
+        data_name, protocol.name, arch=cfg.arch, target=cfg.target, iters=cfg.source_iters, data_root=str(root), device=str(device))
     model, meta = models.load_any(path, num_classes=protocol.num_classes, device=device)
     if model.num_classes != protocol.num_classes:
         raise ConfigError(f"source_ckpt {path} has {model.num_classes} classes but protocol {protocol.name} needs {protocol.num_classes}")
@@ -669,10 +680,11 @@ def prepare(cfg:TrainConfig, extra_cbs=(), env=None) -> Run:
                           f"{cfg.batch_size // env.world}: use batch_size of at least {2 * env.world} or mix='none'")
     root = Path(cfg.data_root) if cfg.data_root else default_data_root()
     protocol = data.PROTOCOLS[data.default_protocol(cfg.source, cfg.target)]
-    train_ds, eval_ds = open_target(cfg, env, root, protocol)  # before any model is built or trained
     out = run_dir(cfg, plan)
-    resuming = env.claim_out_dir(out, cfg.resume)
+    resuming = env.check_out_dir(out, cfg)  # before anything slow; nothing is written until the inputs are checked
+    train_ds, eval_ds = open_target(cfg, env, root, protocol)  # before any model is built or trained
     student, src_meta = source_model(cfg, plan, protocol, root, env.device)
+    if env.is_main: out.mkdir(parents=True, exist_ok=True)
     gen = seed_everything(cfg.seed)  # after the source model: one trained just now uses the global RNG
     a = build_adaptation(cfg, student, protocol.num_classes, env.device, gen, plan)
     run = Run(cfg, plan, a, None, data.eval_loader(env.shard(eval_ds, cfg.eval_max_images), num_workers=cfg.num_workers),
@@ -706,8 +718,9 @@ def summarize(run, seconds:float) -> dict:
 
 # %% ../nbs/05_train.ipynb #d3c6e820
 def save_run(r:Run, m:dict):
-    "Write a finished run's checkpoints, its strategies' files and metrics.json (atomically) into its folder."
+    "Write a finished run's checkpoints, its strategies' files, its final resumable state and metrics.json (atomically)."
     if r.plan.method.adapts:
+        save_checkpoint(state_dict(r), r.out_dir/'state.pt', overwrite=True)  # `resume=True` with more `iters` continues from here
         meta = {'source': r.cfg.source, 'target': r.cfg.target, 'method': r.cfg.method, 'config': config_dict(r.cfg)}
         models.save_model(r.out_dir/'teacher.pt', r.a.teacher.model, meta, overwrite=True)
         models.save_model(r.out_dir/'student.pt', r.a.student, meta, overwrite=True)
@@ -719,7 +732,8 @@ def run(cfg:TrainConfig, extra_cbs=(), env=None) -> dict:
     "Run one experiment end to end; return (and write) its metrics."
     t0 = time.time()
     r = prepare(cfg, extra_cbs, env)
-    if r.resuming and (r.out_dir/'metrics.json').exists(): return json.loads((r.out_dir/'metrics.json').read_text())
+    if r.resuming and (r.out_dir/'metrics.json').exists() and r.a.it >= r.total:  # finished, nothing more asked
+        return json.loads((r.out_dir/'metrics.json').read_text())
     if r.source_eval is None: r.source_eval = score(r, r.a.teacher).to_dict()
     if r.plan.method.adapts: fit(r)
     m = summarize(r, time.time() - t0)

@@ -129,3 +129,27 @@ def test_nonfinite_weights_are_never_saved(tmp_path, source_ckpt):
     with pytest.raises(train.NonFiniteLoss, match='non-finite student weights after iteration 3'):
         train.run(cfg, extra_cbs=[Overflow()])
     assert load_checkpoint(tmp_path/'w'/'state.pt')['it'] == 2
+
+
+def test_resume_continues_with_more_iters_and_refuses_other_parameters(tmp_path, source_ckpt):
+    "A finished run resumed with more iters trains on; with another parameter it is refused, naming it, without a traceback."
+    out = tmp_path/'r'
+    short = dict(iters=4, eval_every=2, ckpt_every=0)
+    assert _run(out, source_ckpt, **short).returncode == 0
+    first = json.loads((out/'metrics.json').read_text())
+    again = _run(out, source_ckpt, **short)  # the same command again: the stored result, no traceback
+    assert again.returncode == 0 and 'already holds this finished run' in again.stdout and 'Traceback' not in again.stderr
+    bad = _run(out, source_ckpt, resume=True, **dict(short, lr=3e-4))
+    assert bad.returncode == 2 and 'Traceback' not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith('ConfigError: resume=True: the run in') and 'lr 0.0001 -> 0.0003' in bad.stderr
+    more = _run(out, source_ckpt, resume=True, **dict(short, iters=6))
+    assert more.returncode == 0, more.stderr[-3000:]
+    m = json.loads((out/'metrics.json').read_text())
+    assert [e['iter'] for e in m['history']] == [2, 4, 6] and m['history'][:2] == first['history'] and m['config']['iters'] == 6
+
+
+def test_refused_checkpoint_leaves_nothing_behind(tmp_path):
+    "A source checkpoint that is not one: one clear error, and no run folder is created."
+    bad = tmp_path/'bad.pt'; bad.write_bytes(b'not a checkpoint at all')
+    r = _run(tmp_path/'never', str(bad))
+    assert r.returncode != 0 and not (tmp_path/'never').exists()
