@@ -155,8 +155,12 @@ def test_config_files_are_train_configs():
 def test_config_files_fail_fast_without_data(tmp_path):
     from sfda_nb import train
     from sfda_nb.train import TrainConfig
+    ckpt = tmp_path/'source.pth'; ckpt.write_bytes(b'')  # a placeholder: the data check comes before the checkpoint is read
     for name, f in ex.config_files().items():
         cfg = frozen_config(TrainConfig, ex.load_config(f), data_root=str(tmp_path/'nodata'), out_dir=str(tmp_path/name), device='cpu')
+        with pytest.raises(ex.ConfigError, match='is a real dataset: pass source_ckpt'): train.prepare(cfg)  # no checkpoint given
+        cfg = frozen_config(TrainConfig, {**ex.load_config(f), 'source_ckpt': str(ckpt)}, data_root=str(tmp_path/'nodata'),
+                            out_dir=str(tmp_path/name), device='cpu')
         t0 = time.time()
         with pytest.raises(FileNotFoundError) as e: train.prepare(cfg)
         assert time.time() - t0 < 10
@@ -167,12 +171,13 @@ def test_config_files_fail_fast_without_data(tmp_path):
 
 
 def test_config_file_through_papermill_fails_fast(tmp_path, one_thread):
-    "The documented command `papermill nbs/05_train.ipynb out.ipynb -f configs/gta5_cityscapes.yaml` stops at the data."
+    "The documented command `papermill nbs/05_train.ipynb out.ipynb -f configs/gta5_cityscapes.yaml -p source_ckpt ...` stops at the data."
     nb = ROOT/'nbs'/'05_train.ipynb'
     assert json.loads(nb.read_text())['metadata'].get('kernelspec'), \
         f"{nb} has no kernelspec, so plain `papermill {nb.name} out.ipynb` cannot pick a kernel: convert it with `jupytext --set-kernel python3`"
+    ckpt = tmp_path/'gta5_source.pth'; ckpt.write_bytes(b'')  # a placeholder: the data check comes first
     r = subprocess.run([str(VENV_BIN/'papermill'), str(nb), str(tmp_path/'out.ipynb'), '-f', str(ROOT/'configs'/'gta5_cityscapes.yaml'),
-                        '-p', 'data_root', str(tmp_path/'nodata'), '-p', 'out_dir', str(tmp_path/'run')],
+                        '-p', 'source_ckpt', str(ckpt), '-p', 'data_root', str(tmp_path/'nodata'), '-p', 'out_dir', str(tmp_path/'run')],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode != 0
     err = ex.notebook_error(tmp_path/'out.ipynb')
