@@ -8,14 +8,15 @@ import ast, dataclasses, hashlib, io, json, os, pickle, random, tempfile, typing
 from pathlib import Path
 from typing import NamedTuple
 
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # before torch starts OpenMP: waiting threads sleep, not spin (cpu_threads)
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['IGNORE', 'SegOutput', 'upsample', 'project_root', 'default_data_root', 'default_runs_root', 'seed_everything',
-           'get_device', 'ConfigError', 'frozen_config', 'config_dict', 'parse_value', 'parse_kv', 'Registry',
-           'Strategy', 'check_param_groups', 'sha256_file', 'save_checkpoint', 'UnsafeCheckpointError',
+           'cpu_threads', 'get_device', 'ConfigError', 'frozen_config', 'config_dict', 'parse_value', 'parse_kv',
+           'Registry', 'Strategy', 'check_param_groups', 'sha256_file', 'save_checkpoint', 'UnsafeCheckpointError',
            'load_checkpoint']
 
 # %% ../nbs/00_core.ipynb #02341021
@@ -53,6 +54,13 @@ def seed_everything(seed:int) -> torch.Generator:
     "Seed python, numpy and torch; return a CPU generator seeded with `seed` for the method's own draws."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+def cpu_threads(n:int=0) -> int:
+    "`n` if given, else `$OMP_NUM_THREADS`, else the CPUs this process may run on (its affinity, not every core of the machine)."
+    if n: return n
+    if os.environ.get('OMP_NUM_THREADS', '').isdigit(): return int(os.environ['OMP_NUM_THREADS'])
+    try: return len(os.sched_getaffinity(0))
+    except AttributeError: return os.cpu_count() or 1
 
 def get_device(name:str='auto') -> torch.device:
     "`'auto'` picks CUDA, then MPS, then CPU; otherwise `name` is checked and used."

@@ -9,13 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
+from .core import (IGNORE, upsample, default_data_root, default_runs_root, seed_everything, get_device,
+                          frozen_config, config_dict, ConfigError, save_checkpoint, load_checkpoint, sha256_file,
+                          Registry, Strategy, cpu_threads)  # first: it sets OpenMP's waiting policy before torch starts
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from .core import (IGNORE, upsample, default_data_root, default_runs_root, seed_everything, get_device,
-                          frozen_config, config_dict, ConfigError, save_checkpoint, load_checkpoint, sha256_file,
-                          Registry, Strategy)
 from . import data, models, metric, classmix
 
 # %% auto #0
@@ -75,7 +74,7 @@ class TrainConfig:
     ckpt_every: int = 0  # save a resumable state every this many iterations (0: only the final checkpoint)
     resume: bool = False  # continue the run in out_dir from its last resumable state
     num_workers: int = 0  # data-loading worker processes
-    threads: int = 0  # torch CPU threads (0: torch's default)
+    threads: int = 0  # torch CPU threads (0: OMP_NUM_THREADS if set, else the CPUs this process may use)
     plugins: str = ''  # comma-separated modules imported before the run is built (they register their own strategies)
 
 # %% ../nbs/05_train.ipynb #61caedaf
@@ -670,7 +669,7 @@ def open_target(cfg:TrainConfig, env, root, protocol) -> tuple:
 def prepare(cfg:TrainConfig, extra_cbs=(), env=None) -> Run:
     "Check `cfg`, build everything a run needs (through `build_adaptation`), and claim its folder."
     plan = resolve(cfg)
-    if cfg.threads: torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(cpu_threads(cfg.threads))  # the process's own CPUs (affinity), or OMP_NUM_THREADS
     if env is None and int(os.environ.get('WORLD_SIZE', '1')) > 1:
         raise ConfigError(f"this process was started by torchrun (WORLD_SIZE={os.environ['WORLD_SIZE']}): pass "
                           "env=scale.environment(cfg) to train.run or train.prepare, or launch `python -m sfda_nb.cli demo`")
