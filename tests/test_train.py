@@ -141,3 +141,10 @@ def test_new_strategy_and_dataset_through_a_sweep(tmp_path, monkeypatch):
     assert (m['reliability'], m['mix'], m['config']['target'], m['protocol']) == ('half', 'classmix', 'my_streets', 'cs19')
     log = [json.loads(l) for l in (tmp_path/'runs'/'plugin'/runs[0].id/'out'/'log.jsonl').read_text().splitlines()]
     assert log[-1]['rel_mean'] == 0.5
+
+
+def test_one_version():
+    "The version has one home (sfda_nb/__init__.py): the installed package and every metrics.json say the same."
+    import importlib.metadata, sfda_nb
+    from sfda_nb import models
+    assert importlib.metadata.version('sfda_nb') == sfda_nb.__version__ == models.versions()['sfda_nb'] != '0.0.1'
