@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['IGNORE', 'SegOutput', 'upsample', 'project_root', 'default_data_root', 'default_runs_root', 'seed_everything',
-           'cpu_threads', 'get_device', 'ConfigError', 'frozen_config', 'config_dict', 'parse_value', 'parse_kv',
-           'Registry', 'Strategy', 'check_param_groups', 'sha256_file', 'save_checkpoint', 'UnsafeCheckpointError',
-           'load_checkpoint']
+__all__ = ['IGNORE', 'UnsafeCheckpointError', 'CHECKPOINT_FORMATS', 'SegOutput', 'upsample', 'project_root', 'default_data_root',
+           'default_runs_root', 'seed_everything', 'cpu_threads', 'get_device', 'ConfigError', 'frozen_config',
+           'config_dict', 'parse_value', 'parse_kv', 'Registry', 'Strategy', 'check_param_groups', 'sha256_file',
+           'save_checkpoint', 'CheckpointError', 'load_checkpoint', 'checkpoint_diagnosis']
 
 # %% ../nbs/00_core.ipynb #02341021
 IGNORE = 255  # the ignore label of every label map in sfda_nb
@@ -200,8 +200,14 @@ def save_checkpoint(obj, path, overwrite:bool=False) -> Path:
         raise
     return path
 
-class UnsafeCheckpointError(RuntimeError):
-    "The file needs arbitrary code to unpickle; sfda_nb never runs it."
+class CheckpointError(ValueError):
+    "A file handed over as a checkpoint that sfda_nb cannot read: the message names it, says what it holds and what is accepted."
+
+UnsafeCheckpointError = CheckpointError  # the former name of the carries-code case
+
+CHECKPOINT_FORMATS = ("a file written by torch.save (the zip format of PyTorch >= 1.6, or the legacy pickle format) holding "
+                      "only tensors, numbers, strings and lists/dicts of them, i.e. an sfda_nb checkpoint (models.save_model, "
+                      "a run's teacher.pt/student.pt) or a DeepLabV2 checkpoint of a supported family (deeplab.FAMILIES)")
 
 def _numpy_safe_globals():
     "NumPy scalars and dtypes are plain data; the field's checkpoints store some (e.g. MaxSquare's `best_MIou`)."
@@ -210,14 +216,78 @@ def _numpy_safe_globals():
     return [core.multiarray.scalar, np.dtype, *dts]
 
 def load_checkpoint(path, map_location='cpu'):
-    "Load a checkpoint with `weights_only=True`; a missing file or one that carries code gets a clear error."
+    "Load a checkpoint with `weights_only=True`; a missing file is `FileNotFoundError`, any unreadable one a `CheckpointError`."
     path = Path(path)
+    if path.is_dir(): raise CheckpointError(f"checkpoint {path} is a folder, not a file; expected {CHECKPOINT_FORMATS}")
     if not path.is_file(): raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise UnsafeCheckpointError(
-            f"{path} is not a plain-tensor checkpoint: loading it would need to run code it carries "
-            f"(weights_only=True refused it: {str(e).splitlines()[0]}). sfda_nb does not execute checkpoints; "
-            f"re-save it as a state_dict of tensors.") from None
+    except Exception as e:  # torch raises UnpicklingError, KeyError, EOFError, RuntimeError... depending on the bytes
+        raise CheckpointError(f"{path} is not a readable checkpoint: it is {checkpoint_diagnosis(path, e)}. "
+                              f"Accepted: {CHECKPOINT_FORMATS}.") from None
+
+# %% ../nbs/00_core.ipynb #dc43ce08
+import re
+
+def _pickle_globals(data:bytes) -> tuple:
+    "(module.name of every global a pickle imports, whether the pickle parses to its end) - read, never executed."
+    import pickletools
+    names, strs = [], []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if isinstance(arg, str): strs.append(arg)
+            if op.name == 'GLOBAL': names.append(arg.replace(' ', '.'))
+            if op.name == 'STACK_GLOBAL' and len(strs) >= 2: names.append(f"{strs[-2]}.{strs[-1]}")
+            if op.name == 'STOP': return names, True
+    except Exception: pass
+    return names, False
+
+_DATA_GLOBALS = ('torch._utils._rebuild', 'collections.OrderedDict', '_codecs.encode', 'numpy.core.multiarray.',
+                 'numpy._core.multiarray.', 'numpy.dtype')
+
+def _is_data(name:str) -> bool:
+    "Whether a pickled global is one of the plain-data types a torch checkpoint may name (tensor rebuilders, storages, dtypes)."
+    mod, _, attr = name.rpartition('.')
+    return name.startswith(_DATA_GLOBALS) or (mod == 'torch' and (attr.endswith('Storage') or attr in ('Size', 'device')
+                                                                  or isinstance(getattr(torch, attr, None), torch.dtype)))
+
+def _code_found(names, e=None) -> str:
+    said = re.findall(r'Unsupported global: GLOBAL (\S+)', str(e or ''))  # torch names the first global it refused
+    code = [n for n in dict.fromkeys(said + list(names)) if not _is_data(n)]
+    return (f"a pickle that carries code (it imports {', '.join(code[:3])}); sfda_nb does not execute checkpoints: "
+            f"re-save it as a state_dict of tensors") if code else ''
+
+def _zip_found(path, e) -> str:
+    "What a zip-signed file holds: a damaged archive, or a torch archive whose pickle carries code."
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as z:
+            pk = next((n for n in z.namelist() if n.endswith('/data.pkl') or n == 'data.pkl'), None)
+            if pk is None: return f"a zip archive without a torch data.pkl ({len(z.namelist())} members)"
+            return _code_found(_pickle_globals(z.read(pk))[0], e) or f"a torch zip archive torch could not read ({_first_line(e)})"
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return f"a truncated or damaged zip archive ({path.stat().st_size} bytes; torch's checkpoints are zip archives)"
+
+def _first_line(e) -> str:
+    lines = [l for l in str(e).splitlines() if l.strip() and 'weights_only' not in l and 'PyTorch 2.6' not in l]
+    return f"{type(e).__name__}: {lines[0].strip()[:160]}" if lines else type(e).__name__
+
+def _looks_like_text(head:bytes) -> bool:
+    try: t = head.decode('utf-8')
+    except UnicodeDecodeError: return False
+    return all(c.isprintable() or c in '\n\r\t' for c in t)
+
+def checkpoint_diagnosis(path, e:Exception=None) -> str:
+    "What `path` holds, in words, for the error of a checkpoint torch could not load (`e`: torch's error)."
+    path = Path(path); size = path.stat().st_size
+    with open(path, 'rb') as f: head = f.read(4096)
+    if size == 0: return "an empty file (0 bytes)"
+    if head[:4] == b'PK\x03\x04': return _zip_found(path, e)
+    if not head.strip(b'\x00'): return f"{size} bytes of zeros{' so far' if size > 4096 else ''} (no data)"
+    if head[:1] == b'\x80':  # a pickle: plain Python, or torch's legacy format
+        names, whole = _pickle_globals(path.read_bytes())
+        return (_code_found(names, e) or ("a truncated pickle" if not whole else
+                f"a Python pickle that is not a torch checkpoint ({_first_line(e)})"))
+    if _looks_like_text(head[:200]): return f"plain text, not a checkpoint (it starts {head[:40].decode('utf-8', 'replace')!r})"
+    return f"unrecognised binary data, not a checkpoint ({size} bytes; it starts {head[:8].hex(' ')})"
