@@ -21,13 +21,15 @@ from .core import IGNORE, ConfigError, default_data_root
 
 # %% auto #0
 __all__ = ['CLASS_NAMES19', 'PALETTE19', 'ID2TRAIN', 'CS_ID_KNOWN', 'PROTOCOLS', 'SYNTHIA_CLASSES', 'SYNTHIA2TRAIN',
-           'SYNTHIA_KNOWN', 'SIZE_MISMATCH', 'NTHU_CITIES', 'RENDER_HINT', 'DATASETS', 'Protocol', 'get_protocol',
+           'SYNTHIA_KNOWN', 'SIZE_MISMATCH', 'NTHU_CITIES', 'RENDER_HINT', 'DATASETS', 'FOLDER', 'IMAGE_SUFFIXES',
+           'FOLDER_ENCODINGS', 'FOLDER_OPTIONS', 'TRAINID2TRAIN', 'TRAINID_KNOWN', 'Protocol', 'get_protocol',
            'palette_of', 'colorize', 'palette_legend', 'decode_label', 'read_rgb', 'image_size', 'read_index_png',
            'read_synthia_label', 'ItemKey', 'item_seed', 'resize_image', 'resize_label', 'SizeMismatchWarning',
            'size_mismatches', 'SegDataset', 'UnknownLabelWarning', 'holdout_split', 'GTA5Dataset', 'SynthiaDataset',
            'CityscapesDataset', 'NTHUDataset', 'Resize', 'Compose', 'TrainTransform', 'DatasetSpec', 'register_dataset',
            'dataset_spec', 'eval_split', 'is_rendered', 'real_name', 'city_of', 'default_protocol', 'get_dataset',
-           'collate', 'batch_to', 'BatchStream', 'eval_loader']
+           'collate', 'batch_to', 'BatchStream', 'eval_loader', 'FolderWarning', 'read_palette_label', 'scan_folder',
+           'FolderDataset', 'parse_folder', 'folder_spec']
 
 # %% ../nbs/01_data.ipynb #b24ead96
 _TRAIN_ROWS = sorted((l for l in cs_labels.labels if 0 <= l.trainId < IGNORE), key=lambda l: l.trainId)
@@ -176,7 +178,9 @@ SYNTHIA2TRAIN, SYNTHIA_KNOWN = _synthia_luts()  # SYNTHIA id → trainId (65536 
 def read_rgb(path) -> np.ndarray:
     "An H×W×3 uint8 RGB image; a missing, unreadable or truncated file raises an error naming it."
     try:
-        with Image.open(path) as im: return np.asarray(im.convert('RGB'))
+        with Image.open(path) as im:
+            if im.mode.startswith('I'): im = Image.fromarray((np.asarray(im, np.uint32) >> 8).astype(np.uint8))  # 16-bit
+            return np.asarray(im.convert('RGB'))
     except FileNotFoundError: raise FileNotFoundError(f"image {path} does not exist") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise OSError(f"cannot read image {path}: {e}") from None
@@ -501,7 +505,7 @@ class DatasetSpec(NamedTuple):
     eval_size: Optional[tuple]   # (W, H) of the evaluation input (labels stay at full size); None = native
     protocol: str                # the class set its labels are scored in: a key of `PROTOCOLS`
     labelled: tuple              # the splits that have labels
-    eval_split: str              # the split scored when it is the target
+    eval_split: str              # the split scored when it is the target (unlabelled: held out for diagnostics)
     city: Optional[str] = None   # the NTHU city, as displayed ('Rome')
     rendered: bool = False       # made by the embedded renderer (`synth.ensure_benchmark`), not downloaded
     real: Optional[str] = None   # for an embedded twin: the real dataset it mirrors
@@ -516,7 +520,7 @@ def _check_spec(name:str, spec:DatasetSpec):
     get_protocol(spec.protocol)
     bad = [s for s in spec.labelled if s not in spec.cls.splits]
     if bad: raise ConfigError(f"dataset {name!r}: labelled splits {bad} are not splits of {spec.cls.__name__} {spec.cls.splits}")
-    if spec.eval_split not in spec.labelled:
+    if spec.labelled and spec.eval_split not in spec.labelled:  # unlabelled (a folder): eval_split is held out for diagnostics
         raise ConfigError(f"dataset {name!r}: eval_split={spec.eval_split!r} is not one of its labelled splits {spec.labelled}")
     if spec.rendered != (spec.real is not None) or (spec.rendered and spec.twin is not None):
         raise ConfigError(f"dataset {name!r}: a rendered twin names its real dataset (real=) and a real one its twin (twin=)")
@@ -557,9 +561,13 @@ DATASETS = {}  # name → DatasetSpec; every row passes the checks of `register_
 for _name, _spec in _registry().items(): register_dataset(_name, _spec)
 
 # %% ../nbs/01_data.ipynb #415b9177
+FOLDER = 'folder:'  # the prefix of a dataset that is a folder of the user's own images (`folder_spec`, below)
+
 def dataset_spec(name:str) -> DatasetSpec:
-    "The registry row of dataset `name`; an unknown name is a `ConfigError` listing the valid ones."
-    if name not in DATASETS: raise ConfigError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    "The registry row of dataset `name` (a `folder:<path>` name builds its row); an unknown name is a `ConfigError`."
+    if isinstance(name, str) and name.startswith(FOLDER): return folder_spec(name)
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}, or {FOLDER}<path> for your own images")
     return DATASETS[name]
 
 def eval_split(name:str) -> str:
@@ -636,6 +644,7 @@ class BatchStream:
                 ):
         if batch_size < 1: raise ValueError(f"batch_size={batch_size} should be at least 1")
         if len(ds) == 0: raise ValueError(f"BatchStream over an empty dataset {ds!r}")
+        if len(ds) < batch_size and hasattr(ds, 'fewer_than_batch'): raise ds.fewer_than_batch(batch_size)
         self.ds, self.batch_size, self.seed, self.num_workers = ds, batch_size, seed, num_workers
         self.iteration = start_iter  # the iteration of the next batch `next` returns
         self._perms, self._it = {}, None
@@ -683,3 +692,119 @@ def close(self:BatchStream):
 def eval_loader(ds:Dataset, batch_size:int=1, num_workers:int=0) -> DataLoader:
     "The dataset once, in order, collated (batch_size 1 when the labels differ in size)."
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+
+# %% ../nbs/01_data.ipynb #3ff9bf2d
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
+FOLDER_ENCODINGS = {'labelids': 'Cityscapes label ids', 'trainids': 'Cityscapes train ids (0..18, 255 = ignore)',
+                    'palette': 'Cityscapes colours (black = ignore)'}
+FOLDER_OPTIONS = {'labels': None, 'encoding': 'labelids', 'pair': '{rel}.png', 'size': '1024x512', 'every': '10'}
+
+class FolderWarning(UserWarning):
+    "Files of a `folder:` dataset were skipped (not png/jpg) or converted (greyscale, RGBA, 16-bit)."
+
+def _train_id_luts():
+    lut, known = np.full(256, IGNORE, np.uint8), np.zeros(256, bool)
+    lut[:19] = np.arange(19); known[:19] = known[IGNORE] = True
+    return lut, known
+
+TRAINID2TRAIN, TRAINID_KNOWN = _train_id_luts()  # train ids read as themselves; 19..254 are unknown
+
+def read_palette_label(path) -> np.ndarray:
+    "Train ids of a label drawn in the Cityscapes colours (black = 255, ignore); any other colour reads as 254 (unknown)."
+    rgb = read_rgb(path).astype(np.int32)
+    key, cols = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2], PALETTE19.astype(np.int32) @ np.array([1 << 16, 1 << 8, 1])
+    out = np.where(key == 0, IGNORE, 254).astype(np.uint8)
+    for t, c in enumerate(cols): out[key == c] = t
+    return out
+
+# %% ../nbs/01_data.ipynb #edcbb00c
+_MODE_WORDS = {'L': 'greyscale', 'LA': 'greyscale+alpha', 'RGBA': 'RGBA', 'P': 'palette', 'I;16': '16-bit', 'I': '16/32-bit',
+               'CMYK': 'CMYK', '1': '1-bit'}
+
+def _decoded_mode(path) -> str:
+    "Decode `path` fully (a corrupt file fails here, naming itself); return its PIL mode."
+    try:
+        with Image.open(path) as im: im.load(); return im.mode
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise OSError(f"cannot read image {path}: {e}. Nothing was trained: remove or replace this file.") from None
+
+@functools.lru_cache(maxsize=8)
+def _checked_images(root:str, stamp:tuple) -> tuple:
+    "The image files of a folder listing, each decoded once; warns about skipped and converted files (once per listing)."
+    ims = [Path(f) for f, *_ in stamp if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    skipped = [Path(f).relative_to(root).as_posix() for f, *_ in stamp if Path(f).suffix.lower() not in IMAGE_SUFFIXES]
+    if skipped: warnings.warn(f"{root}: {len(skipped)} files are not png/jpg images and are skipped: "
+                              f"{', '.join(skipped[:10])}{' …' if len(skipped) > 10 else ''}", FolderWarning, stacklevel=2)
+    modes = {}
+    for p in ims: modes.setdefault(_decoded_mode(p), []).append(p.name)
+    conv = {m: v for m, v in modes.items() if m != 'RGB'}
+    if conv: warnings.warn(f"{root}: converted to 8-bit RGB: " + '; '.join(f"{len(v)} {_MODE_WORDS.get(m, m)} (e.g. {v[0]})"
+                                                                              for m, v in conv.items()), FolderWarning, stacklevel=2)
+    return tuple(ims)
+
+def scan_folder(root) -> tuple:
+    "Every png/jpg below `root` (recursive, sorted by path), each checked to decode; a listing is checked once."
+    root = Path(root)
+    files = sorted(p for p in root.rglob('*') if p.is_file())
+    return _checked_images(str(root), tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+
+# %% ../nbs/01_data.ipynb #15eb5c33
+class FolderDataset(SegDataset):
+    "The user's own png/jpg images below a folder, optionally with labels; split `val` holds out one in `every`."
+    kind, splits = 'folder', ('train', 'val', 'all')
+    layout = "png/jpg images anywhere below this folder; labels (optional) in a folder of their own, paired by `pair`"
+    obtain = "your own images: target='folder:<path>[,labels=<dir>,encoding=labelids|trainids|palette,pair=…,size=WxH]'"
+    def __init__(self, root, split='train', labels=None, encoding:str='labelids', pair:str='{rel}.png', every:int=10, **kwargs):
+        self.labels, self.label_encoding, self.pair, self.every = (Path(labels) if labels else None), encoding, pair, every
+        self.raw2train, self.raw_known = (ID2TRAIN, CS_ID_KNOWN) if encoding == 'labelids' else (TRAINID2TRAIN, TRAINID_KNOWN)
+        self.encoding = FOLDER_ENCODINGS[encoding]
+        super().__init__(root, split, **kwargs)
+    def _pairs(self, split):
+        ims = list(scan_folder(self.root))
+        if len(ims) < 2: raise ValueError(f"{self.name}: {self.root} holds {len(ims)} png/jpg images; a folder target needs "
+                                          f"at least 2 (one in {self.every} is held out for diagnostics)")
+        ims = holdout_split(ims, split, self.every)
+        return [(p, None) for p in ims] if self.labels is None else self._with_labels(ims, self._label_of)
+    def _label_of(self, p):
+        rel = p.relative_to(self.root)
+        return self.labels/self.pair.format(rel=rel.with_suffix('').as_posix(), stem=p.stem, name=p.name, dir=rel.parent.as_posix())
+    def _name(self, path): return Path(path).relative_to(self.root).with_suffix('').as_posix()
+    def read_label(self, path): return read_palette_label(path) if self.label_encoding == 'palette' else read_index_png(path)
+    def fewer_than_batch(self, batch_size:int) -> ValueError:
+        return ValueError(f"{self.name}: split {self.split!r} holds {len(self)} images, fewer than a batch of {batch_size}; "
+                          f"add images to {self.root} or lower batch_size")
+
+# %% ../nbs/01_data.ipynb #04b5aaa5
+def _folder_size(name, v):
+    if v == 'native': return None
+    try: w, h = (int(s) for s in v.lower().split('x')); assert w >= 16 and h >= 16; return (w, h)
+    except (ValueError, AssertionError): raise ConfigError(f"{name!r}: size={v!r} should be WxH (e.g. 1024x512) or native") from None
+
+def parse_folder(name:str) -> tuple:
+    "(absolute images folder, options) of `folder:<path>[,key=value…]`; a bad option is a `ConfigError` naming it."
+    path, *items = name[len(FOLDER):].split(',')
+    if not path: raise ConfigError(f"{name!r}: say which folder, as {FOLDER}<path>")
+    o = dict(FOLDER_OPTIONS)
+    for it in items:
+        k, eq, v = it.partition('=')
+        if not eq or k.strip() not in FOLDER_OPTIONS:
+            raise ConfigError(f"{name!r}: {it!r} is not key=value with a key of {list(FOLDER_OPTIONS)}")
+        o[k.strip()] = v.strip()
+    folder = Path(path).expanduser().absolute()
+    if o['encoding'] not in FOLDER_ENCODINGS: raise ConfigError(f"{name!r}: encoding={o['encoding']!r} is not one of {list(FOLDER_ENCODINGS)}")
+    try: o['pair'].format(rel='a', stem='a', name='a.png', dir='.')
+    except (KeyError, IndexError, ValueError): raise ConfigError(f"{name!r}: pair={o['pair']!r} may use only {{rel}}, {{stem}}, {{name}}, {{dir}}") from None
+    if not o['every'].isdigit() or int(o['every']) < 2: raise ConfigError(f"{name!r}: every={o['every']!r} should be an integer >= 2")
+    if o['labels']:
+        o['labels'] = str(Path(o['labels']).expanduser().absolute())
+        if Path(o['labels']) == folder or folder in Path(o['labels']).parents:
+            raise ConfigError(f"{name!r}: keep the labels out of the images folder {folder} (they would be read as images)")
+    return folder, {**o, 'size': _folder_size(name, o['size']), 'every': int(o['every'])}
+
+def folder_spec(name:str) -> DatasetSpec:
+    "The registry row of `folder:<path>[,…]`, built on the fly: protocol cs19 (the source decides), split `val` held out."
+    folder, o = parse_folder(name)
+    spec = DatasetSpec(FolderDataset, str(folder), {k: o[k] for k in ('labels', 'encoding', 'pair', 'every')}, o['size'], o['size'],
+                       'cs19', ('train', 'val', 'all') if o['labels'] else (), 'val')
+    _check_spec(name, spec)
+    return spec
