@@ -211,6 +211,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'sfda_nb.experiments._now': ('experiments.html#_now', 'sfda_nb/experiments.py'),
                                      'sfda_nb.experiments._order': ('experiments.html#_order', 'sfda_nb/experiments.py'),
                                      'sfda_nb.experiments._panels': ('experiments.html#_panels', 'sfda_nb/experiments.py'),
+                                     'sfda_nb.experiments._papermill': ('experiments.html#_papermill', 'sfda_nb/experiments.py'),
                                      'sfda_nb.experiments._real': ('experiments.html#_real', 'sfda_nb/experiments.py'),
                                      'sfda_nb.experiments._run': ('experiments.html#_run', 'sfda_nb/experiments.py'),
                                      'sfda_nb.experiments._run_name': ('experiments.html#_run_name', 'sfda_nb/experiments.py'),

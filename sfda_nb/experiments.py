@@ -216,6 +216,23 @@ def _move_aside(d:Path, dest:Path) -> Path:
     target = dest/f"{d.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     shutil.move(str(d), str(target)); return target
 
+_KERNEL_RACE = ('Kernel died before replying to kernel_info', 'Address already in use')  # see `_execute`
+
+def _papermill(self:Sweep, d:Path, threads:int, timeout:Optional[float]):
+    "One papermill process on the run folder `d` (params.yaml in, run.ipynb and out/ out); its exit code or a timeout note."
+    kernel, jp = kernel_spec(self.root)
+    env = {**os.environ, 'OMP_NUM_THREADS': str(threads), 'MKL_NUM_THREADS': str(threads),
+           'JUPYTER_PATH': os.pathsep.join([str(jp)] + ([os.environ['JUPYTER_PATH']] if os.environ.get('JUPYTER_PATH') else []))}
+    cmd = [sys.executable, '-m', 'papermill', str(self.notebook), str(d/'run.ipynb'), '-f', str(d/'params.yaml'),
+           '-k', kernel, '-l', 'python', '--cwd', str(self.notebook.parent), '--no-progress-bar']
+    with open(d/'papermill.log', 'w') as log:
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        with self._lock: self._procs.add(p)
+        try: return p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired: _stop(p); return f'timeout after {timeout} s'
+        finally:
+            with self._lock: self._procs.discard(p)
+
 def _execute(self:Sweep, spec:RunSpec, threads:int=1, timeout:Optional[float]=None) -> dict:
     "Run one spec through papermill in its own process; return {'id', 'status', 'seconds', 'error'}."
     d, t0 = self.run_dir(spec), time.time()
@@ -225,18 +242,9 @@ def _execute(self:Sweep, spec:RunSpec, threads:int=1, timeout:Optional[float]=No
     params = {**spec.params, 'out_dir': str(out)}
     if any(out.iterdir()): params['resume'] = True  # continue a failed or interrupted attempt
     (d/'params.yaml').write_text(yaml.safe_dump(params, sort_keys=False))
-    kernel, jp = kernel_spec(self.root)
-    env = {**os.environ, 'OMP_NUM_THREADS': str(threads), 'MKL_NUM_THREADS': str(threads),
-           'JUPYTER_PATH': os.pathsep.join([str(jp)] + ([os.environ['JUPYTER_PATH']] if os.environ.get('JUPYTER_PATH') else []))}
-    cmd = [sys.executable, '-m', 'papermill', str(self.notebook), str(d/'run.ipynb'), '-f', str(d/'params.yaml'),
-           '-k', kernel, '-l', 'python', '--cwd', str(self.notebook.parent), '--no-progress-bar']
-    with open(d/'papermill.log', 'w') as log:
-        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        with self._lock: self._procs.add(p)
-        try: rc = p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired: _stop(p); rc = f'timeout after {timeout} s'
-        finally:
-            with self._lock: self._procs.discard(p)
+    for _ in range(3):  # kernels started at the same moment can draw the same port; such a run never began: start it again
+        rc = _papermill(self, d, threads, timeout)
+        if rc == 0 or not all(m in (d/'papermill.log').read_text(errors='replace') for m in _KERNEL_RACE): break
     rec = {'id': spec.id, 'seconds': round(time.time() - t0, 1)}
     if rc == 0 and (out/'metrics.json').exists(): return {**rec, 'status': 'done', 'error': None}
     err = notebook_error(d/'run.ipynb', d/'papermill.log', rc)
