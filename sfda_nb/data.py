@@ -29,7 +29,7 @@ __all__ = ['CLASS_NAMES19', 'PALETTE19', 'ID2TRAIN', 'CS_ID_KNOWN', 'PROTOCOLS',
            'CityscapesDataset', 'NTHUDataset', 'Resize', 'Compose', 'TrainTransform', 'DatasetSpec', 'register_dataset',
            'dataset_spec', 'eval_split', 'is_rendered', 'real_name', 'city_of', 'default_protocol', 'get_dataset',
            'collate', 'batch_to', 'BatchStream', 'eval_loader', 'FolderWarning', 'read_palette_label', 'scan_folder',
-           'FolderDataset', 'parse_folder', 'folder_spec']
+           'FolderDataset', 'parse_folder', 'folder_spec', 'dataset_slug']
 
 # %% ../nbs/01_data.ipynb #b24ead96
 _TRAIN_ROWS = sorted((l for l in cs_labels.labels if 0 <= l.trainId < IGNORE), key=lambda l: l.trainId)
@@ -808,3 +808,11 @@ def folder_spec(name:str) -> DatasetSpec:
                        'cs19', ('train', 'val', 'all') if o['labels'] else (), 'val')
     _check_spec(name, spec)
     return spec
+
+def dataset_slug(name:str) -> str:
+    "A folder-name-safe form of a dataset name, for run folders and ids: a registry name as it is; a folder → folder-<its name>-<hash>."
+    if not name.startswith(FOLDER): return name
+    import hashlib, json, re
+    folder, o = parse_folder(name)
+    key = hashlib.sha256(json.dumps([str(folder), {k: str(v) for k, v in o.items()}], sort_keys=True).encode()).hexdigest()[:8]
+    return f"folder-{re.sub(r'[^A-Za-z0-9_.+=-]+', '_', folder.name) or 'root'}-{key}"
