@@ -36,10 +36,10 @@ NTHU_TARGETS = ('nthu_rome', 'nthu_rio', 'nthu_tokyo', 'nthu_taipei')  # NTHU's 
 PUBLISHED = {'gta5_cityscapes': ('gta5', 'cityscapes'), 'synthia_cityscapes': ('synthia', 'cityscapes'),
              **{f'cityscapes_{t}': ('cityscapes', t) for t in NTHU_TARGETS}}  # the published settings, by real dataset
 
-def method_order() -> tuple:
-    "The methods in the tables' row order: the keys of the training chapter's `METHODS`, read at each call."
+def method_order(controls:bool=False) -> tuple:
+    "The methods in the tables' row order: the keys of the training chapter's `METHODS` (read at each call), calibration controls only if asked."
     from sfda_nb.train import METHODS
-    return tuple(METHODS)
+    return tuple(k for k, m in METHODS.items() if controls or not m.control)
 
 ABLATION_BASE = 'stvm'  # the ablation swaps this method's reliability and mix
 

@@ -220,6 +220,7 @@ class Method:
     params: str = 'all'  # student parameters the optimiser moves: all | bn_affine
     model: str = 'source'  # source: the source model | target: trained on the target's labels (the oracle)
     report: str = 'teacher'  # the model whose mIoU is the headline when report='auto'
+    control: bool = False  # a calibration control, not a row of the results tables (sweeps leave it out unless named)
     @property
     def adapts(self) -> bool: return self.reliability is not None
 
@@ -231,7 +232,7 @@ METHODS = {  # name -> preset, in the row order of the results tables
     'mt_all': Method('none', 'classmix'),
     'stvm': Method('metric', 'mocm'),
     'oracle': Method(model='target'),
-    'loop_oracle': Method('none', 'none', labels='ground_truth'),
+    'loop_oracle': Method('none', 'none', labels='ground_truth', control=True),
 }
 
 # %% ../nbs/05_train.ipynb #5a8da9b3
