@@ -92,6 +92,7 @@ def output_paths(out, rel:str, reliability:bool) -> dict:
 
 # %% ../nbs/10_predict.ipynb #85cff777
 MANIFEST = 'predict.json'
+_SAME = ('sha256', 'size', 'protocol', 'reliability')  # what a resumed predict must share with the one that began
 
 def check_folders(images, out) -> tuple:
     "(images, out) as paths; a missing input, or an output inside the input (or the input itself), is refused."
@@ -117,7 +118,7 @@ def claim_output(out:Path, record:dict, todo:list, overwrite:bool) -> None:
     m = out/MANIFEST
     if m.is_file() and not overwrite:
         old = json.loads(m.read_text())
-        if {k: old.get(k) for k in ('sha256', 'size', 'protocol')} != {k: record[k] for k in ('sha256', 'size', 'protocol')}:
+        if {k: old.get(k) for k in _SAME} != {k: record[k] for k in _SAME}:
             raise FileExistsError(f"{out} holds predictions of {old.get('ckpt')} (size {old.get('size')}); pass overwrite=True "
                                   f"(--overwrite) to replace them, or choose another out")
     elif not overwrite:
@@ -170,7 +171,7 @@ def predict(ckpt,  # a run's teacher.pt (or any checkpoint `load_predictor` read
     todo = [(p, r, output_paths(out, r, pred.learner is not None)) for p, r in items]
     if not overwrite: todo = [t for t in todo if not (out/MANIFEST).is_file() or not t[2]['label'].exists()]
     claim_output(out, {'ckpt': str(ckpt), 'sha256': sha256_file(ckpt), 'size': list(size) if size else None,
-                       'protocol': pred.protocol.name, 'images': str(images)}, todo, overwrite)
+                       'protocol': pred.protocol.name, 'reliability': pred.learner is not None, 'images': str(images)}, todo, overwrite)
     from tqdm.auto import tqdm
     t0 = time.time()
     with tqdm(total=len(todo), disable=not progress, desc='predict', unit='img') as bar:
