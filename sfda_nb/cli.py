@@ -4,14 +4,15 @@
 
 # %% ../nbs/09_cli.ipynb #32f074f4
 from __future__ import annotations
-import argparse, os, sys, time
+import argparse, dataclasses, json, os, sys, time
+from typing import Optional
 from pathlib import Path
 
-from .core import frozen_config, default_data_root, parse_value, ConfigError
+from .core import frozen_config, default_data_root, parse_value, ConfigError, project_root
 from . import train
 
 # %% auto #0
-__all__ = ['EXPECTED', 'config_parser', 'parse_config', 'report', 'demo', 'render', 'main']
+__all__ = ['EXPECTED', 'config_parser', 'parse_config', 'stored_oracle', 'gap', 'report', 'demo', 'render', 'main']
 
 # %% ../nbs/09_cli.ipynb #f2297ea9
 def config_parser(prog='demo') -> argparse.ArgumentParser:
@@ -20,41 +21,72 @@ def config_parser(prog='demo') -> argparse.ArgumentParser:
     for f in train.config_fields():
         p.add_argument(f'--{f.name}', dest=f.name, default=None, metavar=f.type.upper(), help=f'{f.comment} (default {f.default})')
     p.add_argument('--debug', action='store_true', help='show the full traceback of an error')
+    p.add_argument('--baseline', default='adabn', choices=['adabn', 'none'], help='demo: also run AdaBN, for comparison (default adabn)')
     return p
 
 def parse_config(argv) -> train.TrainConfig:
     "A `TrainConfig` from command-line options (values read by `core.parse_value`)."
-    ns = vars(config_parser().parse_args(argv)); ns.pop('debug')
+    ns = vars(config_parser().parse_args(argv)); ns.pop('debug'); ns.pop('baseline')
     return frozen_config(train.TrainConfig, {k: parse_value(v) for k, v in ns.items() if v is not None})
 
 # %% ../nbs/09_cli.ipynb #31b9ede0
 EXPECTED = (ConfigError, FileExistsError, FileNotFoundError, train.NonFiniteLoss)  # errors a user can fix from the message
 
-def report(m:dict, cfg, seconds:float) -> str:
-    "The demo's summary of a metrics.json record."
-    start = m.get('source_only') or m.get('oracle') or {}
-    rep = m.get(m['report']) if m['report'] in ('teacher', 'student') else None
-    return '\n'.join([f"{cfg.source} -> {cfg.target} ({m['protocol']}), {cfg.method}, {cfg.iters} iterations, seed {cfg.seed}",
-                      f"  source-only mIoU : {start.get('miou', float('nan')):5.1f}",
-                      f"  adapted mIoU     : {m['miou']:5.1f}   ({m['report']}, last evaluation" + (f"; best {rep['best']:.1f})" if rep else ")"),
-                      f"  run folder       : {m['out_dir']}", f"  wall time        : {seconds:.0f} s"])
+def stored_oracle(cfg, root=None) -> Optional[dict]:
+    "The committed calibration's oracle for `cfg`'s setting and the rendered version in use, or None."
+    from sfda_nb import synth
+    for f in sorted(Path(root or project_root()/'results'/'calibration').glob('*_summary.json')):
+        s = json.loads(f.read_text())
+        if (s.get('source'), s.get('target'), s.get('render_version')) == (cfg.source, cfg.target, synth.RENDER_VERSION):
+            return {'miou': s['oracle'], 'file': str(f.relative_to(project_root())) if root is None else str(f)}
+    return None
 
-# %% ../nbs/09_cli.ipynb #f7b3bed9
-def demo(argv=()) -> dict:
-    "Render, train the source model, adapt; print source-only vs adapted mIoU."
-    cfg = parse_config(list(argv)); t0 = time.time()
+def gap(miou, source, oracle) -> str:
+    "'% of the source-only → oracle gap closed', or '' without an oracle."
+    return f"{100 * (miou - source) / (oracle - source):5.0f} %" if oracle is not None and oracle != source else ''
+
+def report(ms:dict, cfg, seconds:float, oracle:Optional[dict]=None) -> str:
+    "The demo's table: source-only, each run's last mIoU (its reported model) and the share of the gap to the oracle it closes."
+    first = next(iter(ms.values()))
+    src, orc = (first.get('source_only') or {}).get('miou', float('nan')), (oracle or {}).get('miou')
+    rows = [f"{cfg.source} -> {cfg.target} ({first['protocol']}), {cfg.iters} iterations, seed {cfg.seed}",
+            f"  {'model':<12} {'mIoU':>5}   {'gap closed' if orc is not None else ''}",
+            f"  {'source-only':<12} {src:5.1f}   {gap(src, src, orc)}"]
+    for name, m in ms.items():
+        rep = m.get(m['report']) if m['report'] in ('teacher', 'student') else None
+        best = f"; best {rep['best']:.1f}" if rep else ''
+        rows.append(f"  {name:<12} {m['miou']:5.1f}   {gap(m['miou'], src, orc)}   ({m['report']}, last evaluation{best})")
+    rows.append(f"  {'oracle':<12} {orc:5.1f}   {gap(orc, src, orc)}   (stored in {oracle['file']}, not re-run)" if orc is not None
+                else "  oracle       not stored for this setting and render version (run it: --method oracle)")
+    rows += [f"  run folder   {first['out_dir']}", f"  wall time    {seconds:.0f} s"]
+    return '\n'.join(rows)
+
+# %% ../nbs/09_cli.ipynb #32aef86c
+def _finished(cfg) -> Optional[dict]:
+    "The metrics of the finished run `cfg` names, if there is one and `resume` is off."
     out = train.run_dir(cfg, train.resolve(cfg))
-    if (out/'metrics.json').exists() and not cfg.resume:
-        import json
-        m = json.loads((out/'metrics.json').read_text())
-        print(f"{out} already holds this finished run; its result is below. For a fresh run pass --out_dir <new folder> "
-              f"(or another --seed); --resume True continues it with more --iters.\n")
-        print(report(m, cfg, m.get('seconds') or 0)); return m
+    if not (out/'metrics.json').exists() or cfg.resume: return None
+    print(f"{out} already holds this finished run; its result is shown. For a fresh run pass --out_dir (a new folder) "
+          f"or another --seed; --resume True continues it with more --iters.")
+    return json.loads((out/'metrics.json').read_text())
+
+def demo(argv=()) -> dict:
+    "Render, train the source model, adapt with AdaBN and with the chosen method; print both against source-only and the oracle."
+    cfg = parse_config(list(argv)); t0 = time.time()
     from sfda_nb import scale
-    env = scale.environment(cfg)
-    m = train.run(cfg, env=env)
-    if env is None or env.is_main: print('\n' + report(m, cfg, time.time() - t0))
-    return m
+    base, plan = config_parser().parse_args(list(argv)).baseline, train.resolve(cfg)  # every name checked first
+    methods = [base] if base != 'none' and plan.method.adapts and cfg.method != base else []
+    cfgs = {m: dataclasses.replace(cfg, method=m, out_dir=f'{cfg.out_dir}-{m}' if cfg.out_dir else '') for m in methods}
+    cfgs[cfg.method] = cfg
+    ms, env = {}, None
+    for m, c in cfgs.items():
+        ms[m] = _finished(c)
+        if ms[m] is None:
+            env = env or scale.environment(c)
+            ms[m] = train.run(c, env=env)
+    if env is None or env.is_main: print('\n' + report(ms, cfg, time.time() - t0, stored_oracle(cfg)))
+    return ms[cfg.method]
+
 def render(argv=()):
     "Render (or confirm the cache of) the embedded benchmark."
     from sfda_nb import synth

@@ -179,7 +179,7 @@ def cli_args(cfg:train.TrainConfig) -> list:
 def torchrun_command(cfg:train.TrainConfig, nproc:int=2) -> list:
     "The torchrun command line that runs `cfg` on `nproc` local processes."
     return [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}',
-            '-m', 'sfda_nb.cli', 'demo', *cli_args(cfg)]
+            '-m', 'sfda_nb.cli', 'demo', '--baseline', 'none', *cli_args(cfg)]
 
 # %% ../nbs/08_scale.ipynb #0688d727
 def launch(params,  # a `TrainConfig` or a dict of its parameters

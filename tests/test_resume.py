@@ -25,7 +25,7 @@ def source_ckpt(tmp_path_factory):
 
 
 def _cmd(out, src, **over):
-    args = [sys.executable, '-m', 'sfda_nb.cli', 'demo', '--out_dir', str(out), '--source_ckpt', src]
+    args = [sys.executable, '-m', 'sfda_nb.cli', 'demo', '--baseline', 'none', '--out_dir', str(out), '--source_ckpt', src]
     for k, v in {**TINY, **over}.items(): args += [f'--{k}', str(v)]
     return args
 
