@@ -1,0 +1,53 @@
+"""How well each score tells right pseudo-labels from wrong on the target: the adapted teacher's metric reliability,
+its softmax confidence and its (negated) entropy, pooled over every pixel of the target's evaluation split.
+
+    .venv/bin/python benchmarks/reliability_auroc.py RUN_DIR [RUN_DIR ...] [--max-images N] [--out results/reliability_auroc]
+
+Each RUN_DIR is a finished STvM run (teacher.pt, metric.pt, metrics.json). Writes OUT.md and OUT.json: one row per run
+and score (AUROC, mean score over right and over wrong pseudo-labels), plus the mean over runs.
+"""
+import argparse, json, time
+from pathlib import Path
+import numpy as np
+import pandas as pd
+from sfda_nb import data, experiments, viz
+from sfda_nb.core import default_data_root
+
+def run_scores(run_dir:Path, max_images:int):
+    "Pooled flat scores and correctness of one run's teacher on its target's evaluation split."
+    m = json.loads((run_dir/'metrics.json').read_text()); cfg = m['config']
+    preds = viz.Predictions.from_run(run_dir, device='cpu')
+    root = Path(cfg['data_root']) if cfg.get('data_root') else default_data_root()
+    ds = data.get_dataset(cfg['target'], data.eval_split(cfg['target']), root=root, protocol=m['protocol'], mode='eval')
+    keep = {'metric reliability': [], 'softmax confidence': [], '1 - normalised entropy': []}; ok = []
+    for i in range(min(len(ds), max_images) if max_images else len(ds)):
+        p = preds.get(ds, i); v = p.label != 255
+        keep['metric reliability'].append(p.rel[v]); keep['softmax confidence'].append(p.conf[v])
+        keep['1 - normalised entropy'].append(1 - p.entropy[v]); ok.append((p.pseudo == p.label)[v])
+    return {k: np.concatenate(v) for k, v in keep.items()}, np.concatenate(ok), m
+
+def main():
+    ap = argparse.ArgumentParser(); ap.add_argument('runs', nargs='+'); ap.add_argument('--max-images', type=int, default=0)
+    ap.add_argument('--out', default=str(Path(__file__).resolve().parents[1]/'results'/'reliability_auroc'))
+    a = ap.parse_args(); rows = []
+    for r in map(Path, a.runs):
+        scores, ok, m = run_scores(r, a.max_images)
+        t = viz.auroc_table(scores, ok).reset_index()
+        t.insert(0, 'run', r.name); t.insert(1, 'seed', m['seed']); t['pseudo-label accuracy'] = ok.mean()
+        rows.append(t); print(t.to_string(index=False), flush=True)
+    df = pd.concat(rows, ignore_index=True)
+    mean = df.groupby('score', sort=False)[['auroc', 'mean | right', 'mean | wrong']].agg(['mean', 'std'])
+    cfg = json.loads((Path(a.runs[0])/'metrics.json').read_text())['config']
+    head = (f"# Reliability AUROC of the adapted STvM teacher\n\n{cfg['source']} → {cfg['target']}, {len(a.runs)} run(s) "
+            f"(seeds {sorted(df.seed.unique().tolist())}), every labelled pixel of the target's evaluation split"
+            f"{f' (first {a.max_images} images)' if a.max_images else ''}. AUROC of each score at telling a right pseudo-label "
+            f"from a wrong one (0.5 = uninformative). Written {time.strftime('%Y-%m-%d')} by `python benchmarks/reliability_auroc.py`.\n")
+    body = ['| score | AUROC (mean ± std over runs) | mean score, right | mean score, wrong |', '| --- | --- | --- | --- |']
+    for s, r in mean.iterrows():
+        body.append(f"| {s} | {r[('auroc', 'mean')]:.3f} ± {np.nan_to_num(r[('auroc', 'std')]):.3f} | {r[('mean | right', 'mean')]:.3f} | {r[('mean | wrong', 'mean')]:.3f} |")
+    Path(a.out + '.md').write_text(head + '\n' + '\n'.join(body) + '\n\nPer run:\n\n' + experiments.to_markdown(df.round(3).set_index('run')) + '\n')
+    Path(a.out + '.json').write_text(json.dumps({'runs': [str(r) for r in a.runs], 'rows': df.to_dict('records'),
+                                                 'mean_auroc': {s: float(r[('auroc', 'mean')]) for s, r in mean.iterrows()}}, indent=1))
+    print(f"wrote {a.out}.md and .json")
+
+if __name__ == '__main__': main()
