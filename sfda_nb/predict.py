@@ -108,9 +108,9 @@ def list_images(images:Path) -> list:
     seen = {}
     for p in data.scan_folder(images):
         rel = p.relative_to(images).with_suffix('').as_posix()
-        if rel in seen: raise ValueError(f"{seen[rel]} and {p} would write the same outputs ({rel}_*); rename one of them")
+        if rel in seen: raise ConfigError(f"{seen[rel]} and {p} would write the same outputs ({rel}_*); rename one of them")
         seen[rel] = p
-    if not seen: raise ValueError(f"{images} holds no png/jpg images")
+    if not seen: raise ConfigError(f"{images} holds no png/jpg images")
     return [(p, r) for r, p in seen.items()]
 
 def claim_output(out:Path, record:dict, todo:list, overwrite:bool) -> None:
@@ -351,7 +351,10 @@ def main_predict(argv=()) -> dict:
     p.add_argument('--metric', default='auto', help="reliability maps: auto (the run's metric.pt), none, or a path")
     p.add_argument('--overwrite', action='store_true', help='redo every image, replacing existing outputs')
     a = p.parse_args(list(argv))
-    s = predict(a.ckpt, a.images, a.out, a.batch_size, a.device, a.overwrite, _size_arg(a.size), a.protocol, a.metric)
+    try: s = predict(a.ckpt, a.images, a.out, a.batch_size, a.device, a.overwrite, _size_arg(a.size), a.protocol, a.metric)
+    except OSError as e:  # a corrupt image (named), or the disk: one line for the CLI's expected errors
+        if isinstance(e, (FileNotFoundError, FileExistsError)): raise
+        raise ConfigError(str(e)) from None
     print(json.dumps(s)); return s
 
 def main_export(argv=()) -> Path:
