@@ -8,11 +8,11 @@ import argparse, dataclasses, json, os, sys, time
 from typing import Optional
 from pathlib import Path
 
-from .core import frozen_config, default_data_root, parse_value, ConfigError, project_root
+from .core import frozen_config, default_data_root, parse_value, ConfigError, CheckpointError, project_root
 from . import train
 
 # %% auto #0
-__all__ = ['EXPECTED', 'config_parser', 'parse_config', 'stored_oracle', 'gap', 'report', 'demo', 'render', 'main']
+__all__ = ['EXPECTED', 'config_parser', 'parse_config', 'stored_oracle', 'gap', 'report', 'demo', 'render', 'sweep', 'main']
 
 # %% ../nbs/09_cli.ipynb #f2297ea9
 def config_parser(prog='demo') -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def parse_config(argv) -> train.TrainConfig:
     return frozen_config(train.TrainConfig, {k: parse_value(v) for k, v in ns.items() if v is not None})
 
 # %% ../nbs/09_cli.ipynb #31b9ede0
-EXPECTED = (ConfigError, FileExistsError, FileNotFoundError, train.NonFiniteLoss)  # errors a user can fix from the message
+EXPECTED = (ConfigError, CheckpointError, FileExistsError, FileNotFoundError, train.NonFiniteLoss)  # errors a user can fix from the message
 
 def stored_oracle(cfg, root=None) -> Optional[dict]:
     "The committed calibration's oracle for `cfg`'s setting and the rendered version in use, or None."
@@ -48,7 +48,10 @@ def gap(miou, source, oracle) -> str:
 def report(ms:dict, cfg, seconds:float, oracle:Optional[dict]=None) -> str:
     "The demo's table: source-only, each run's last mIoU (its reported model) and the share of the gap to the oracle it closes."
     first = next(iter(ms.values()))
-    src, orc = (first.get('source_only') or {}).get('miou', float('nan')), (oracle or {}).get('miou')
+    src, orc = (first.get('source_only') or {}).get('miou'), (oracle or {}).get('miou')
+    if src is None:  # an unlabelled target: nothing to score, the label-free diagnostics instead
+        return '\n'.join([f"{cfg.source} -> {cfg.target}: no labels, no mIoU; label-free diagnostics:",
+                          *(f"  {n}: {json.dumps(m.get('diagnostics'))}" for n, m in ms.items()), f"  run folder   {first['out_dir']}"])
     rows = [f"{cfg.source} -> {cfg.target} ({first['protocol']}), {cfg.iters} iterations, seed {cfg.seed}",
             f"  {'model':<12} {'mIoU':>5}   {'gap closed' if orc is not None else ''}",
             f"  {'source-only':<12} {src:5.1f}   {gap(src, src, orc)}"]
@@ -96,11 +99,17 @@ def render(argv=()):
     synth.ensure_benchmark(a.root, seed=a.seed)
     print(f"embedded benchmark ready under {a.root} ({time.time() - t0:.1f} s)")
 
+def sweep(argv=()):
+    "The sweeps of chapter 07; with `--backend slurm` (or `submitit-local`) every run is a cluster job (chapter 11)."
+    from sfda_nb import experiments, slurm
+    argv = list(argv)
+    return slurm.main(argv) if any(a == '--backend' or a.startswith('--backend=') for a in argv) else experiments.main(argv)
+
 def main(argv=None):
     "`python -m sfda_nb.cli demo|render|sweep [options]`; expected errors end in one line and status 2 (`--debug`: traceback)."
     argv = list(sys.argv[1:] if argv is None else argv)
-    cmds = {'demo': demo, 'render': render}
-    from sfda_nb import experiments; cmds['sweep'] = experiments.main
+    from sfda_nb import predict
+    cmds = {'demo': demo, 'render': render, 'sweep': sweep, 'predict': predict.main_predict, 'export': predict.main_export}
     if not argv or argv[0] not in cmds: sys.exit(f"usage: python -m sfda_nb.cli {{{'|'.join(cmds)}}} [options]")
     debug = '--debug' in argv
     try: return cmds[argv[0]]([a for a in argv[1:] if a != '--debug'] if argv[0] != 'demo' else argv[1:])

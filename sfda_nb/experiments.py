@@ -75,7 +75,8 @@ def identity(cfg:dict) -> dict:
 
 def run_id(params:dict) -> str:
     "A readable, stable id: `<source>-<target>__<method>[__rel-<r>][__mix-<m>]__s<seed>`."
-    parts = [f"{params.get('source', 'x')}-{params.get('target', 'x')}", str(params.get('method', 'stvm'))]
+    from sfda_nb.data import dataset_slug  # a folder target (folder:<path>) gets a folder-safe name
+    parts = [f"{dataset_slug(str(params.get('source', 'x')))}-{dataset_slug(str(params.get('target', 'x')))}", str(params.get('method', 'stvm'))]
     parts += [f'{short}-{params[k]}' for k, short in (('reliability', 'rel'), ('mix', 'mix')) if params.get(k, 'auto') != 'auto']
     rid = '__'.join(parts + [f"s{params.get('seed', 0)}"])
     if not re.fullmatch(r'[A-Za-z0-9_.+=-]+', rid): raise ConfigError(f"run id {rid!r} has characters unfit for a folder name")

@@ -15,7 +15,7 @@ from .core import (IGNORE, upsample, default_data_root, default_runs_root, seed_
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from . import data, models, metric, classmix
+from . import data, models, metric, classmix, predict
 
 # %% auto #0
 __all__ = ['RELIABILITY', 'OBJECTIVES', 'LABELS', 'METHODS', 'CHOICES', 'STATE_FORMAT', 'RESUME_FREE', 'TrainConfig', 'Field',
@@ -618,7 +618,8 @@ class Progress(Callback):
 def run_dir(cfg:TrainConfig, plan:Plan) -> Path:
     "The run's folder: `out_dir`, or runs/(source)-(target)/(method)-(reliability)-(mix)-s(seed)."
     if cfg.out_dir: return Path(cfg.out_dir)
-    return default_runs_root()/f'{cfg.source}-{cfg.target}'/f'{cfg.method}-{plan.reliability or "x"}-{plan.mix or "x"}-s{cfg.seed}'
+    setting = f'{data.dataset_slug(cfg.source)}-{data.dataset_slug(cfg.target)}'  # a folder target gets a folder-safe name
+    return default_runs_root()/setting/f'{cfg.method}-{plan.reliability or "x"}-{plan.mix or "x"}-s{cfg.seed}'
 
 RESUME_FREE = ('iters', 'resume', 'out_dir', 'ckpt_every', 'threads', 'num_workers', 'device', 'data_root')  # may differ on resume
 
@@ -646,7 +647,8 @@ def source_model(cfg:TrainConfig, plan:Plan, protocol, root, device):
     "The model a run starts from, and its provenance: `source_ckpt`, or one trained once and cached on an embedded dataset."
     data_name = cfg.target if plan.method.model == 'target' else cfg.source  # the oracle trains on the target's labels
     path = Path(cfg.source_ckpt) if cfg.source_ckpt else models.source_checkpoint(  # `resolve` refused a real dataset without one
-        data_name, protocol.name, arch=cfg.arch, target=cfg.target, iters=cfg.source_iters, data_root=str(root), device=str(device))
+        data_name, protocol.name, arch=cfg.arch, target=cfg.target if data.dataset_spec(cfg.target).labelled else None,
+        iters=cfg.source_iters, data_root=str(root), device=str(device))
     model, meta = models.load_any(path, num_classes=protocol.num_classes, device=device)
     if model.num_classes != protocol.num_classes:
         raise ConfigError(f"source_ckpt {path} has {model.num_classes} classes but protocol {protocol.name} needs {protocol.num_classes}")
@@ -737,5 +739,6 @@ def run(cfg:TrainConfig, extra_cbs=(), env=None) -> dict:
     if r.source_eval is None: r.source_eval = score(r, r.a.teacher).to_dict()
     if r.plan.method.adapts: fit(r)
     m = summarize(r, time.time() - t0)
+    if not data.dataset_spec(cfg.target).labelled: m['diagnostics'] = predict.run_diagnostics(r)  # no labels: what can be said without
     if r.is_main: save_run(r, m)  # under torchrun only rank 0 writes
     return m
