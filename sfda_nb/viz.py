@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_viz.ipynb #db0ceeb8
 from __future__ import annotations
-import collections, html, json, math, os
+import collections, html, json, math, os, threading, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -27,11 +27,12 @@ from .data import colorize, palette_of  # one home for label pictures (chapter 0
 from .train import Callback
 
 # %% auto #0
-__all__ = ['METRIC_FORMAT', 'CURVES', 'LIVE_TRACES', 'to_np', 'image_hwc', 'error_overlay', 'ImagePred', 'focus_mask',
-           'threshold_stats', 'focus_label', 'explorer_panels', 'Predictions', 'load_learner', 'read_metrics',
-           'ReliabilityExplorer', 'per_class_iou', 'per_class_iou_bars', 'pixel_scores', 'reliability_histograms',
-           'auroc_table', 'calibration', 'reliability_diagram', 'read_log', 'warmup_of', 'eval_series',
-           'training_curves', 'live_frontend', 'LiveView']
+__all__ = ['IGNORE_RGB', 'OTHER_RGB', 'PANELS', 'METRIC_FORMAT', 'WIDTHS', 'CURVES', 'LIVE_PANELS', 'LIVE_TRACES', 'to_np',
+           'image_hwc', 'error_overlay', 'ImagePred', 'focus_mask', 'threshold_stats', 'focus_label', 'discard_colour',
+           'explorer_panels', 'Predictions', 'load_learner', 'read_metrics', 'ReliabilityExplorer', 'per_class_iou',
+           'per_class_iou_bars', 'pixel_scores', 'reliability_histograms', 'auroc_table', 'calibration',
+           'reliability_diagram', 'read_log', 'warmup_of', 'eval_series', 'training_curves', 'live_frontend',
+           'LiveView', 'live_figure', 'LogTail', 'finished_metrics']
 
 # %% ../nbs/06_viz.ipynb #b718724f
 def to_np(x) -> np.ndarray:
@@ -151,54 +152,95 @@ def _unit_map(ax, a, sel, title, fig):
     fig.colorbar(im, ax=ax, fraction=0.035, pad=0.02)
 
 # %% ../nbs/06_viz.ipynb #7b2f6ca8
-def _threshold_panels(ax_keep, ax_rel, p, pal, threshold, cls, fig):
+_CANDIDATES = np.array([[0, 255, 255], [255, 0, 255], [0, 255, 0], [255, 255, 0], [255, 128, 0], [128, 255, 255],
+                        [255, 160, 255]], np.uint8)
+IGNORE_RGB = np.array([0, 0, 0], np.uint8)  # ignored pixels (label 255), as `colorize` paints them
+OTHER_RGB = np.array([255, 255, 255], np.uint8)  # pixels outside the focus class, in the threshold panel
+
+def discard_colour(palette) -> np.ndarray:
+    "The candidate colour farthest from every class colour, ignored black and outside-focus white: a colour no class uses."
+    used = np.concatenate([palette_of(palette), IGNORE_RGB[None], OTHER_RGB[None]]).astype(np.int64)
+    dist = np.sqrt(((_CANDIDATES[:, None].astype(np.int64) - used[None]) ** 2).sum(-1)).min(1)
+    return _CANDIDATES[int(dist.argmax())]
+
+def _keep_panel(ax, p, pal, threshold, cls):
+    "What the threshold keeps (pseudo-label colours), what it discards (`discard_colour`), other classes white."
     sel = focus_mask(p, cls)
-    keep = sel & (p.conf >= threshold)
-    s = threshold_stats(p, threshold, cls)
-    rgb = colorize(p.pseudo, pal)
-    rgb = np.where(keep[..., None], rgb, np.where(sel[..., None], 25, 140)).astype(np.uint8)
-    _show(ax_keep, rgb, f'threshold {threshold:.2f} keeps {100 * (1 - s["discarded"]):.0f}%')
-    if p.rel is None: return _blank(ax_rel, 'reliability of discarded pixels', 'no metric network')
-    _unit_map(ax_rel, p.rel, sel & ~keep, f'reliability of discarded: mean {s["rel_discarded"]:.2f}', fig)
+    rgb = colorize(p.pseudo, pal).copy()
+    rgb[sel & (p.conf < threshold)] = discard_colour(pal)
+    rgb[~sel] = OTHER_RGB
+    _show(ax, rgb, f'threshold {threshold:.3f} keeps {100 * (1 - threshold_stats(p, threshold, cls)["discarded"]):.0f}%')
+
+def _discarded_panel(ax, p, threshold, cls, fig):
+    "The reliability of the discarded pixels only."
+    if p.rel is None: return _blank(ax, 'reliability of discarded pixels', 'no metric network')
+    drop = focus_mask(p, cls) & (p.conf < threshold)
+    _unit_map(ax, p.rel, drop, f'reliability of discarded: mean {_mean(p.rel[drop]):.2f}', fig)
 
 # %% ../nbs/06_viz.ipynb #dec962cd
+PANELS = ('image', 'ground truth', 'pseudo-label', 'reliability', 'confidence', 'student', 'errors', 'threshold', 'discarded')
+
+def _errors_panel(ax, p, focus):
+    if p.label is None: return _blank(ax, 'pseudo-label errors', 'no labels in this split')
+    judged = None if focus is None else (p.pseudo == focus) | (p.label == focus)
+    ok = p.correct[p.valid if judged is None else p.valid & judged]
+    _show(ax, error_overlay(p.img, p.pseudo, p.label, judged), f'pseudo-label errors (red): {100 * _mean(ok):.0f}% right')
+
+def _draw_panel(name, ax, p, pal, focus, threshold, fig):
+    "Draw the panel `name` (one of `PANELS`) of image `p` into `ax`."
+    sel = focus_mask(p, focus)
+    labels = lambda a, title: _show(ax, colorize(focus_label(a, focus), pal), title)
+    if name == 'image': _show(ax, p.img, f'image {p.name}')
+    elif name == 'ground truth':
+        if p.label is None: _blank(ax, 'ground truth', 'no labels in this split')
+        else: labels(p.label, 'ground truth')
+    elif name == 'pseudo-label': labels(p.pseudo, 'teacher pseudo-label')
+    elif name == 'reliability':
+        if p.rel is None: _blank(ax, 'metric reliability', 'no metric network')
+        else: _unit_map(ax, p.rel, sel, f'metric reliability (mean {_mean(p.rel[sel]):.2f})', fig)
+    elif name == 'confidence': _unit_map(ax, p.conf, sel, f'softmax confidence (mean {_mean(p.conf[sel]):.2f})', fig)
+    elif name == 'student':
+        if p.pred is None: _blank(ax, 'student prediction', 'no student')
+        else: labels(p.pred, 'student prediction')
+    elif name == 'errors': _errors_panel(ax, p, focus)
+    elif name == 'threshold': _keep_panel(ax, p, pal, threshold, focus)
+    else: _discarded_panel(ax, p, threshold, focus, fig)
+
+# %% ../nbs/06_viz.ipynb #72ee75f1
+def _fig_size(p, panel, width) -> tuple:
+    "Inches at 100 dpi: the grid 1300 px wide unless `width`; one panel at the image's width (room for title, colourbar, legend)."
+    H, W = p.img.shape[:2]
+    if panel is None: w = (width or 1300) / 100; return (w, w * 7.6 / 13)
+    w = (width or W + 180) / 100
+    return (w, w * H / (W + 180) + 1.3)
+
 def explorer_panels(p:ImagePred,  # one image's outputs (`Predictions.get`)
                     palette='cs19',  # colours: C×3 array, protocol name or `data.Protocol`
                     class_names=None,  # class names in id order (for titles and the legend)
                     focus:Optional[int]=None,  # show only this class
                     threshold:float=0.968,  # the confidence threshold of the threshold panels
-                    figsize=(13, 7.6)):
-    "The explorer's 3×3 figure for one image."
+                    panel:Optional[str]=None,  # one of `PANELS` alone (a zoom); None: the 3×3 grid
+                    width:Optional[int]=None):  # figure width in pixels; None: 1300 for the grid, the image's width for a panel
+    "The explorer's 3×3 figure for one image, or one of its panels alone."
+    if panel is not None and panel not in PANELS: raise ValueError(f"panel={panel!r} is unknown; the panels are {PANELS}")
     pal = palette_of(palette)
     names = list(class_names) if class_names is not None else [str(i) for i in range(len(pal))]
-    fig, axs = _subplots(3, 3, figsize=figsize)
-    a = axs.flatten()
-    sel = focus_mask(p, focus)
-    _show(a[0], p.img, f'image {p.name}')
-    if p.label is None: _blank(a[1], 'ground truth', 'no labels in this split')
-    else: _show(a[1], colorize(focus_label(p.label, focus), pal), 'ground truth')
-    _show(a[2], colorize(focus_label(p.pseudo, focus), pal), 'teacher pseudo-label')
-    if p.rel is None: _blank(a[3], 'metric reliability', 'no metric network')
-    else: _unit_map(a[3], p.rel, sel, f'metric reliability (mean {_mean(p.rel[sel]):.2f})', fig)
-    _unit_map(a[4], p.conf, sel, f'softmax confidence (mean {_mean(p.conf[sel]):.2f})', fig)
-    if p.pred is None: _blank(a[5], 'student prediction', 'no student')
-    else: _show(a[5], colorize(focus_label(p.pred, focus), pal), 'student prediction')
-    if p.label is None: _blank(a[6], 'pseudo-label errors', 'no labels in this split')
-    else:
-        judged = None if focus is None else (p.pseudo == focus) | (p.label == focus)
-        ok = p.correct[p.valid if judged is None else p.valid & judged]
-        _show(a[6], error_overlay(p.img, p.pseudo, p.label, judged), f'pseudo-label errors (red): {100 * _mean(ok):.0f}% right')
-    _threshold_panels(a[7], a[8], p, pal, threshold, focus, fig)
+    fig, axs = _subplots(*((3, 3) if panel is None else (1, 1)), figsize=_fig_size(p, panel, width), dpi=100, squeeze=False)
+    for name, ax in zip(PANELS if panel is None else (panel,), axs.flatten()): _draw_panel(name, ax, p, pal, focus, threshold, fig)
     _legend(fig, p, pal, names, focus)
     fig.suptitle(f'{p.name}' + ('' if focus is None else f': class {names[focus]}'), fontsize=11)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.05 if panel is None else 0.1, 1, 1))
     return fig
 
 def _legend(fig, p, pal, names, focus):
+    "Class colours present in the image, then the discarded, ignored (and outside-focus) pixels."
     ids = [focus] if focus is not None else sorted(set(np.unique(p.pseudo).tolist()) |
                                                    (set() if p.label is None else set(np.unique(p.label).tolist())) - {IGNORE})
-    handles = [matplotlib.patches.Patch(color=pal[i] / 255, label=names[i]) for i in ids if 0 <= i < len(pal)]
-    if handles: fig.legend(handles=handles, loc='lower center', ncol=min(len(handles), 10), fontsize=8, frameon=False)
+    patch = lambda c, label: matplotlib.patches.Patch(facecolor=np.asarray(c) / 255, edgecolor='0.5', label=label)
+    handles = [patch(pal[i], names[i]) for i in ids if 0 <= i < len(pal)]
+    handles += [patch(discard_colour(pal), 'discarded'), patch(IGNORE_RGB, 'ignored')]
+    if focus is not None: handles.append(patch(OTHER_RGB, 'other classes'))
+    fig.legend(handles=handles, loc='lower center', ncol=min(len(handles), 11), fontsize=8, frameon=False)
 
 # %% ../nbs/06_viz.ipynb #aa209714
 def _label_at(label, size) -> torch.Tensor:
@@ -333,23 +375,27 @@ class ReliabilityExplorer:
         self.render()
 
 # %% ../nbs/06_viz.ipynb #9a8da93a
+WIDTHS = (('auto', 0), ('640 px', 640), ('960 px', 960), ('1300 px', 1300), ('1800 px', 1800), ('2400 px', 2400))
+
 @patch
 def _build(self:ReliabilityExplorer, threshold, index):
     "The controls, their layout and their observers."
-    first = next(iter(self.datasets.values()))
-    style = {'description_width': 'initial'}
+    first, style = next(iter(self.datasets.values())), {'description_width': 'initial'}
     self.split = W.Dropdown(options=list(self.datasets), description='split', style=style)
     self.split.layout.display = None if len(self.datasets) > 1 else 'none'
     self.index = W.IntSlider(value=index, min=0, max=len(first) - 1, description='image', continuous_update=False, style=style)
     self.focus = W.Dropdown(options=[('all classes', -1)] + [(n, i) for i, n in enumerate(self.class_names)],
                             value=-1, description='focus class', style=style)
-    self.threshold = W.FloatSlider(value=threshold, min=0.0, max=1.0, step=0.01, readout_format='.2f',
+    self.threshold = W.FloatSlider(value=threshold, min=0.0, max=1.0, step=0.001, readout_format='.3f',  # type 0.968 in the readout
                                    description='confidence threshold', continuous_update=False, style=style)
+    self.zoom = W.Dropdown(options=[('all nine', '')] + [(n, n) for n in PANELS], description='panel', style=style)
+    self.width = W.Dropdown(options=WIDTHS, description='width', style=style)  # auto: 1300 px, one panel at the image's size
     self.info, self.out = W.HTML(), W.Output()
     self._quiet = False  # set while one change moves several controls: render once, at the end
     self.split.observe(self._split_changed, names='value')
-    for w in (self.index, self.focus, self.threshold): w.observe(self._changed, names='value')
-    self.box = W.VBox([W.HBox([self.split, self.index]), W.HBox([self.focus, self.threshold]), self.info, self.out])
+    for w in (self.index, self.focus, self.threshold, self.zoom, self.width): w.observe(self._changed, names='value')
+    self.box = W.VBox([W.HBox([self.split, self.index]), W.HBox([self.focus, self.threshold]), W.HBox([self.zoom, self.width]),
+                       self.info, self.out])
 
 @patch
 def _changed(self:ReliabilityExplorer, change):
@@ -377,7 +423,7 @@ def summary(self:ReliabilityExplorer) -> str:
     "One line: what the threshold discards in this image (or focus class) and the reliability it would have had."
     p, cls = self.current(), (None if self.focus.value < 0 else self.focus.value)
     s = threshold_stats(p, self.threshold.value, cls)
-    txt = f"{p.name}: confidence ≥ {s['threshold']:.2f} discards {100 * s['discarded']:.1f}% of {s['pixels']} pixels"
+    txt = f"{p.name}: confidence ≥ {s['threshold']:.3f} discards {100 * s['discarded']:.1f}% of {s['pixels']} pixels"
     if 'acc_discarded' in s and not math.isnan(s['acc_discarded']): txt += f", {100 * s['acc_discarded']:.0f}% of which are right"
     f = lambda k: '–' if math.isnan(s.get(k, float('nan'))) else f'{s[k]:.2f}'
     if p.rel is not None: txt += f"; mean reliability of discarded {f('rel_discarded')}, of kept {f('rel_kept')}"
@@ -389,7 +435,8 @@ def summary(self:ReliabilityExplorer) -> str:
 def render(self:ReliabilityExplorer):
     "Redraw the figure for the current controls (and show it in the widget's output when in a notebook)."
     cls = None if self.focus.value < 0 else self.focus.value
-    self.fig = explorer_panels(self.current(), self.palette, self.class_names, focus=cls, threshold=self.threshold.value)
+    self.fig = explorer_panels(self.current(), self.palette, self.class_names, focus=cls, threshold=self.threshold.value,
+                               panel=self.zoom.value or None, width=self.width.value or None)
     self.info.value = f'<span class="sfda-explorer-summary">{html.escape(self.summary())}</span>'
     if _in_kernel():
         self.out.clear_output(wait=True)
@@ -571,21 +618,26 @@ def live_frontend() -> bool:
 
 # %% ../nbs/06_viz.ipynb #ece810f0
 class LiveView(Callback):
-    "Loss, reliability statistics and mIoU during a run: a live plotly figure in JupyterLab, log lines elsewhere."
+    "Loss, reliability statistics and mIoU of a run: a live plotly figure in JupyterLab, log lines elsewhere."
     order = 60  # after train.JsonLog has written run.last_log
     def __init__(self,
                  live:Optional[bool]=None,  # None: `live_frontend()` decides; True/False force it
                  every:int=50):  # print a line every this many steps when not live
         self._live, self.every = live, every
-        self.records, self.evals, self.fig, self.live, self.offset = [], [], None, None, 0
+        self.records, self.evals, self.fig, self.live, self.offset, self.total = [], [], None, None, 0, None
+        self.title, self.status = 'training (live)', ''
 
-    def before_fit(self, run):
-        self.records, self.evals = [], []
+    def _open(self):
+        "Decide live or not; when live, show an empty figure that later updates fill."
         self.live = live_frontend() if self._live is None else self._live
-        self.total, self.offset = getattr(run, 'total', None), getattr(run, 'warmup', 0)  # evaluations count student steps
         if self.live:
             self.fig = self._make_figure()
             display(self.fig)
+
+    def before_fit(self, run):
+        self.records, self.evals = [], []
+        self.total, self.offset = getattr(run, 'total', None), getattr(run, 'warmup', 0)  # evaluations count student steps
+        self._open()
 
     def after_step(self, run, out):
         log = getattr(run, 'last_log', None)
@@ -597,48 +649,171 @@ class LiveView(Callback):
         elif self.evals: print(f"done: {self._eval_text(self.evals[-1])}")
 
 # %% ../nbs/06_viz.ipynb #6368fac6
-LIVE_TRACES = (('loss', 1), ('metric_loss', 1), ('rel_mean', 2), ('conf_mean', 2), ('teacher_miou', 3), ('student_miou', 3))
+LIVE_PANELS = ('student loss', 'metric loss', 'mean reliability / confidence', 'mIoU (%)')
+LIVE_TRACES = (('loss', 1), ('metric_loss', 2), ('rel_mean', 3), ('conf_mean', 3), ('teacher_miou', 4), ('student_miou', 4))
+
+def live_figure(title:str='training'):
+    "An empty plotly figure with the live view's panels (`LIVE_PANELS`, each with its own y-axis) and traces (`LIVE_TRACES`)."
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    fig = make_subplots(rows=1, cols=len(LIVE_PANELS), subplot_titles=LIVE_PANELS, horizontal_spacing=0.06)
+    for name, col in LIVE_TRACES:
+        fig.add_trace(go.Scatter(x=[], y=[], name=name, mode='lines+markers', marker=dict(size=5)), row=1, col=col)
+    fig.update_xaxes(title_text='iteration', title_font_size=10)
+    fig.update_layout(height=380, margin=dict(l=40, r=10, t=60, b=40), title=dict(text=title, y=0.97),
+                      legend=dict(orientation='h', y=-0.3, x=0.5, xanchor='center'))  # below: clear of the panel titles
+    return fig
 
 @patch
 def _make_figure(self:LiveView):
-    "A plotly FigureWidget with loss, reliability/confidence and mIoU panels."
     import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-    base = make_subplots(rows=1, cols=3, subplot_titles=('losses', 'mean reliability / confidence', 'mIoU (%)'))
-    for name, col in LIVE_TRACES:
-        base.add_trace(go.Scatter(x=[], y=[], name=name, mode='lines+markers' if 'miou' in name else 'lines'), row=1, col=col)
-    base.update_layout(height=320, margin=dict(l=40, r=10, t=70, b=30), title=dict(text='training (live)', y=0.97))
-    return go.FigureWidget(base)
+    return go.FigureWidget(live_figure(self.title))
 
 @patch
 def _take_evals(self:LiveView, evals):
-    self.evals = [{'iter': e['iter'] + self.offset, 'step': e['iter'], 'teacher_miou': e['teacher']['miou'],
-                   'student_miou': e['student']['miou']} for e in evals]
+    "Evaluations (`run.evals`, metrics.json's `history`: student steps) at the log's iteration (warm-up included)."
+    self.evals = [{'iter': e['iter'] + self.offset, 'step': e['iter'], 'teacher_miou': (e.get('teacher') or {}).get('miou'),
+                   'student_miou': (e.get('student') or {}).get('miou')} for e in evals]
 
 @patch
 def _eval_text(self:LiveView, e):
-    return f"student step {e['step']}: mIoU teacher {e['teacher_miou']:.1f}, student {e['student_miou']:.1f}"
+    f = lambda k: '-' if e.get(k) is None else f'{e[k]:.1f}'
+    return f"student step {e['step']}: mIoU teacher {f('teacher_miou')}, student {f('student_miou')}"
 
 # %% ../nbs/06_viz.ipynb #d10bcfac
 @patch
 def series(self:LiveView, name):
+    "`(xs, ys)` of one trace: a log key from the records, or an mIoU from the evaluations."
     src = self.evals if 'miou' in name else self.records
     pts = [(r['iter'], r[name]) for r in src if r.get(name) is not None]
     return [x for x, _ in pts], [y for _, y in pts]
 
 @patch
-def _update(self:LiveView):
-    with self.fig.batch_update():
-        for tr, (name, _) in zip(self.fig.data, LIVE_TRACES): tr.x, tr.y = self.series(name)
-        self.fig.layout.title.text = f"training (live): iter {self.records[-1]['iter'] if self.records else 0}"
+def _fill(self:LiveView, fig):
+    "Put the current series and title into `fig` (the live widget or a static copy)."
+    with fig.batch_update():
+        for tr, (name, _) in zip(fig.data, LIVE_TRACES): tr.x, tr.y = self.series(name)
+        fig.layout.title.text = f"{self.title}: iter {self.records[-1]['iter'] if self.records else 0}{self.status}"
+
+@patch
+def _update(self:LiveView): self._fill(self.fig)
+
+@patch
+def figure(self:LiveView):
+    "A static plotly figure of what the view holds now (for a page, or a run that has finished)."
+    fig = live_figure(self.title); self._fill(fig)
+    return fig
+
+@patch
+def _print_line(self:LiveView, log:dict):
+    "The log line of one record when its iteration is due (every `every` steps, and the last)."
+    it = log['iter']
+    if it % self.every and it != self.total: return
+    f = lambda k: '-' if log.get(k) is None else f'{log[k]:.3f}'
+    line = f"iter {it}: loss {f('loss')}, metric loss {f('metric_loss')}, reliability {f('rel_mean')}, confidence {f('conf_mean')}"
+    print(line + (f"; {self._eval_text(self.evals[-1])}" if self.evals else ''))
 
 @patch
 def add(self:LiveView, log:dict, evals=()):
     "Take one log record (and the run's evaluations so far) and show it."
     self.records.append(dict(log)); self._take_evals(evals)
-    if self.live: return self._update()
-    it = log['iter']
-    if it % self.every == 0 or it == self.total:
-        f = lambda k: '-' if log.get(k) is None else f'{log[k]:.3f}'
-        line = f"iter {it}: loss {f('loss')}, metric loss {f('metric_loss')}, reliability {f('rel_mean')}, confidence {f('conf_mean')}"
-        print(line + (f"; {self._eval_text(self.evals[-1])}" if self.evals else ''))
+    if self.live: self._update()
+    else: self._print_line(log)
+
+# %% ../nbs/06_viz.ipynb #6be70212
+class LogTail:
+    "The complete JSON lines a growing file gained since the last `read`; a file that shrank is read again from the start."
+    def __init__(self, path): self.path, self.pos, self.restarted = Path(path), 0, False
+
+    def read(self) -> list:
+        self.restarted = False
+        try: size = self.path.stat().st_size
+        except FileNotFoundError: return []
+        if size < self.pos: self.pos, self.restarted = 0, True
+        if size == self.pos: return []
+        with open(self.path, 'rb') as f:
+            f.seek(self.pos); chunk = f.read(size - self.pos)
+        end = chunk.rfind(b'\n') + 1  # a partly written line waits for its newline
+        self.pos += end
+        return [json.loads(l) for l in chunk[:end].decode().splitlines() if l.strip()]
+
+# %% ../nbs/06_viz.ipynb #7c0648d1
+def finished_metrics(run_dir, records:list) -> Optional[dict]:
+    "`metrics.json` of `run_dir` if the log's last record is that run's last step (the run is finished), else None."
+    try: m = json.loads((Path(run_dir)/'metrics.json').read_text())
+    except (FileNotFoundError, json.JSONDecodeError): return None
+    iters = (m.get('config') or {}).get('iters')
+    last = records[-1].get('student_step') if records else None
+    return m if iters is None or last is None or last == iters else None  # a resumed run's old metrics.json: last > iters
+
+@patch
+def _evals_from(self:LiveView, metrics:Optional[dict]):
+    "The evaluations: metrics.json's history once the run is finished, the mIoUs in the log lines before."
+    if metrics and metrics.get('history'):
+        self.offset = warmup_of(self.records); return self._take_evals(metrics['history'])
+    self.evals = [{'iter': r['iter'], 'step': r.get('student_step', r['iter']), 'teacher_miou': r.get('teacher_miou'),
+                   'student_miou': r.get('student_miou')} for r in self.records if r.get('teacher_miou') is not None]
+
+# %% ../nbs/06_viz.ipynb #15412d68
+@patch(cls_method=True)
+def follow(cls:LiveView, run_dir,  # a run's folder (`train.run`'s out_dir); it need not exist yet
+           every:float=2.0,  # seconds between two reads of its log.jsonl
+           live:Optional[bool]=None,  # None: `live_frontend()` decides (a figure in JupyterLab, printed lines elsewhere)
+           background:bool=True,  # read from a daemon thread and return at once; False: block until the run is finished
+           timeout:Optional[float]=None) -> LiveView:  # stop after this many seconds (None: when the run finishes, or `stop()`)
+    "Watch the run in `run_dir`, wherever it was launched (CLI, papermill, torchrun, or long finished), by tailing its log."
+    view = cls(live=live)
+    view.run_dir, view.interval, view.title = Path(run_dir), float(every), f'{Path(run_dir).name}'
+    view._tail, view._stop, view.finished, view.error = LogTail(view.run_dir/'log.jsonl'), threading.Event(), False, None
+    view._deadline = None if timeout is None else time.monotonic() + timeout
+    view._open()
+    if not background: view._loop(); return view
+    view._thread = threading.Thread(target=view._loop, name=f'LiveView.follow({view.run_dir.name})', daemon=True)
+    view._thread.start()
+    return view
+
+# %% ../nbs/06_viz.ipynb #699eb59b
+@patch
+def poll(self:LiveView) -> int:
+    "Read what the followed log gained, show it; return the number of new records."
+    new = self._tail.read()
+    if self._tail.restarted: self.records = []
+    self.records += new
+    m = finished_metrics(self.run_dir, self.records)
+    self._evals_from(m)
+    if m is not None: self.total = self.records[-1]['iter'] if self.records else None
+    if not self.live:
+        for r in new: self._print_line(r)
+    self.finished = m is not None
+    self.status = ' (finished)' if self.finished else ('' if self.records else ' (waiting for log.jsonl)')
+    if self.live: self._update()
+    elif self.finished and self.evals: print(f"done: {self._eval_text(self.evals[-1])}")
+    return len(new)
+
+@patch
+def _loop(self:LiveView):
+    "Poll every `interval` seconds until the run finishes, `stop()` is called or the timeout passes."
+    try:
+        while True:
+            self.poll()
+            if self.finished or self._stop.is_set() or (self._deadline and time.monotonic() > self._deadline): break
+            self._stop.wait(self.interval)
+    except Exception as e:  # a thread's exception would vanish: keep it, and say it
+        self.error, self.status = e, f' (stopped: {type(e).__name__}: {e})'
+        if self.live: self._update()
+        else: print(f"LiveView.follow({self.run_dir}) stopped: {type(e).__name__}: {e}")
+
+# %% ../nbs/06_viz.ipynb #afe11af6
+@patch
+def stop(self:LiveView, timeout:float=10.0):
+    "Stop following; returns once the reading thread has ended (it is a daemon: it never blocks the kernel's exit)."
+    if getattr(self, '_stop', None) is None: return
+    self._stop.set()
+    if getattr(self, '_thread', None) is not None: self._thread.join(timeout)
+
+@patch
+def join(self:LiveView, timeout:Optional[float]=None) -> bool:
+    "Wait until following ends (the run finished, `stop()` or the timeout); True when it has ended."
+    t = getattr(self, '_thread', None)
+    if t is not None: t.join(timeout)
+    return t is None or not t.is_alive()

@@ -1,11 +1,13 @@
 """Real-browser checks with headless Debian Chromium driven by Playwright (never `playwright install`).
 
 1. JupyterLab on 127.0.0.1 opens a small generated notebook that builds the `ReliabilityExplorer` on a
-   tiny synthetic dataset and a live `LiveView` figure; all cells run in the browser; the widgets and
-   figures must render, with no "Error displaying widget"; moving the threshold control must update
-   the explorer. Screenshot: under the test's tmp dir, copied to /tmp/viz_browser.png.
+   tiny synthetic dataset, a live `LiveView` figure, and a `LiveView.follow` of a run folder that another
+   process writes; all cells run in the browser; the widgets and figures must render, with no "Error
+   displaying widget"; typing 0.968 into the threshold readout and choosing a wider figure must update
+   the explorer; the followed figure must fill and say the run finished. Screenshot: under the test's tmp dir, copied to /tmp/viz_browser.png.
 2. `tools/build_docs.sh 06_viz` builds the offline HTML docs for one chapter; the page must show the
-   API docs and inline figures with the network blocked. Screenshot copied to /tmp/docs_browser.png.
+   API docs, inline figures and the interactive plotly figure with the network blocked; the build must
+   not try to install Quarto. Screenshot copied to /tmp/docs_browser.png.
 
 Both skip with a reason when /usr/bin/chromium or playwright is missing (CI installs chromium with apt).
 """
@@ -87,6 +89,21 @@ print('LIVE', live.live)
 evals = [{'iter': 20, 'teacher': {'miou': 41.0}, 'student': {'miou': 39.5}}]
 for i in range(10, 50, 10):
     live.add({'iter': i, 'loss': 1 / i, 'metric_loss': 4 - i / 20, 'rel_mean': 0.5 + i / 100, 'conf_mean': 0.8}, evals if i >= 20 else [])""",
+    """import subprocess, sys, tempfile
+from pathlib import Path
+WRITER = '''
+import json, sys, time
+from pathlib import Path
+d = Path(sys.argv[1]); d.mkdir(parents=True)
+for i in range(10, 90, 10):
+    rec = {'iter': i, 'student_step': i, 'loss': 0.2 + 1 / i, 'metric_loss': 12 - i / 10, 'rel_mean': 0.6, 'conf_mean': 0.9}
+    with open(d / 'log.jsonl', 'a') as f: f.write(json.dumps(rec) + chr(10))
+    time.sleep(0.3)
+(d / 'metrics.json').write_text(json.dumps({'config': {'iters': 80}, 'history': [{'iter': 40, 'teacher': {'miou': 40.0}, 'student': {'miou': 39.0}}]}))
+'''
+run_dir = Path(tempfile.mkdtemp()) / 'cli_run'
+follow = LiveView.follow(run_dir, every=0.2)  # a run in another process, followed through its folder
+writer = subprocess.Popen([sys.executable, '-c', WRITER, str(run_dir)])""",
     """print('CELLS' + '_DONE')""",
 ]
 
@@ -184,22 +201,32 @@ def test_explorer_and_live_view_render_in_jupyterlab(tmp_path):
                 summary = page.locator('.sfda-explorer-summary')
                 summary.wait_for(timeout=30_000)
                 before = summary.inner_text()
-                assert 'confidence ≥ 0.50 discards' in before
+                assert 'confidence ≥ 0.500 discards' in before
                 assert page.locator('.widget-slider').count() >= 2 and page.locator('.widget-dropdown').count() >= 2
                 img_w = page.evaluate("() => document.querySelector('.widget-output img').naturalWidth")
                 assert img_w > 300, f'the explorer figure did not load (naturalWidth {img_w})'
                 # the live view: a plotly FigureWidget (anywidget) with its traces drawn
                 page.wait_for_selector('.js-plotly-plot .scatterlayer .trace', timeout=60_000)
-                assert page.locator('.js-plotly-plot').count() == 1
                 assert page.locator('.js-plotly-plot .scatterlayer .trace').count() >= 6
+                # the followed run: a second live figure, filled while the writer process appends, then finished
+                page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot .gtitle')]"
+                                       ".some(t => t.textContent.includes('cli_run: iter 80 (finished)'))", timeout=60_000)
+                assert page.locator('.js-plotly-plot').count() == 2
+                assert page.locator('.js-plotly-plot').nth(1).locator('.scatterlayer .trace .point').count() >= 8
                 # a user moves the threshold: type into the slider's readout; the kernel re-renders
                 readout = page.locator('.widget-slider').filter(has_text='confidence threshold').locator('.widget-readout')
-                readout.click(); page.keyboard.press('Control+A'); page.keyboard.type('0.95'); page.keyboard.press('Enter')
-                page.wait_for_function("() => document.querySelector('.sfda-explorer-summary').innerText.includes('confidence ≥ 0.95')",
+                readout.click(); page.keyboard.press('Control+A'); page.keyboard.type('0.968'); page.keyboard.press('Enter')
+                page.wait_for_function("() => document.querySelector('.sfda-explorer-summary').innerText.includes('confidence ≥ 0.968')",
                                        timeout=60_000)
+                assert readout.inner_text().strip() == '0.968'  # exactly DACS's threshold, shown with 3 decimals
                 page.wait_for_selector('.widget-output img', timeout=30_000)
                 after = summary.inner_text()
                 assert after.split('discards ')[1].split('%')[0] != before.split('discards ')[1].split('%')[0], (before, after)
+                # the size control: a wider figure
+                w0 = page.evaluate("() => document.querySelector('.widget-output img').naturalWidth")
+                page.locator('.widget-dropdown').filter(has_text='width').locator('select').select_option(label='1800 px')
+                page.wait_for_function(f"() => (document.querySelector('.widget-output img') || {{}}).naturalWidth > {w0 + 300}",
+                                       timeout=60_000)
                 body = page.inner_text('body')
                 assert 'Error displaying widget' not in body
                 assert 'Traceback' not in body, body[body.find('Traceback') - 200:][:2000]
@@ -217,7 +244,12 @@ def test_docs_page_renders_offline(tmp_path):
     r = subprocess.run(['bash', str(ROOT/'tools'/'build_docs.sh'), '06_viz'], cwd=ROOT, capture_output=True, text=True,
                        timeout=600, env={**os.environ, 'DOCS_OUT': str(out), 'OMP_NUM_THREADS': '1'})
     assert r.returncode == 0, f"build_docs.sh failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
+    log = r.stdout + r.stderr
+    for bad in ('Quarto is not installed', 'sudo', 'Cancelled'):
+        assert bad not in log, f'{bad!r} in the output of build_docs.sh'
     page_html = (out/'viz.html').read_text()
+    assert 'Plotly.newPlot' in page_html and (out/'plotly.min.js').exists()  # plotly figures stay interactive, offline
+    assert len(page_html) < 4_000_000  # plotly.js is loaded from its one local copy, not inlined in the page
     index = (out/'index.html').read_text()
     assert 'href="viz.html"' in index
     assert page_html.count('data:image/png;base64') >= 5  # figures are inline
@@ -234,6 +266,8 @@ def test_docs_page_renders_offline(tmp_path):
             page.wait_for_load_state('load')
             assert page.locator('h1').first.inner_text().strip() == 'Visual workbench'
             assert page.locator('h3', has_text='explorer_panels').count() >= 1  # a show_doc heading
+            page.wait_for_selector('.js-plotly-plot .main-svg', timeout=30_000)  # drawn by the local plotly.js
+            assert page.locator('h2', has_text='street images').count() == 1
             widths = page.evaluate("() => [...document.images].map(i => i.naturalWidth)")
             assert len(widths) >= 5 and min(widths) > 0, f'images did not decode: {widths}'
             page.screenshot(path=str(shot), full_page=False)

@@ -1,6 +1,7 @@
 """Headless tests of sfda_nb.viz: drive the widgets as a user would (set a control's value) and check what
 the figures show; synthetic tensors and a tiny model, a few seconds in all."""
-import io, json, math, os
+import io, json, math, os, subprocess, threading, time
+from pathlib import Path
 from contextlib import redirect_stdout
 from types import SimpleNamespace
 
@@ -75,7 +76,7 @@ def test_explorer_controls_change_the_figure(setup):
         ex.threshold.value = t
         keep_ax, rel_ax = panels(ex.fig)[7], panels(ex.fig)[8]
         n_drop = int((p.conf < t).sum())
-        assert keep_ax.get_title() == f'threshold {t:.2f} keeps {100 * (1 - n_drop / p.conf.size):.0f}%'
+        assert keep_ax.get_title() == f'threshold {t:.3f} keeps {100 * (1 - n_drop / p.conf.size):.0f}%'
         shown_rel = rel_ax.images[0].get_array()
         assert int((~shown_rel.mask).sum()) == n_drop
         np.testing.assert_allclose(shown_rel.compressed(), p.rel[p.conf < t], rtol=1e-6)
@@ -89,7 +90,7 @@ def test_explorer_controls_change_the_figure(setup):
     assert ex.fig._suptitle.get_text() == 'toy_0_3: class sky'
     gt = panels(ex.fig)[1].images[0].get_array().reshape(-1, 3)
     assert {tuple(c) for c in np.unique(gt, axis=0)} <= {(0, 0, 0), tuple(PAL[2])}
-    assert [t.get_text() for t in ex.fig.legends[0].texts] == ['sky']
+    assert [t.get_text() for t in ex.fig.legends[0].texts] == ['sky', 'discarded', 'ignored', 'other classes']
     assert f'of {int((p.pseudo == 2).sum())} pixels' in ex.summary()
 
     # another split: the slider is clamped and the missing labels are said, not drawn
@@ -231,3 +232,134 @@ def test_diagnostics(setup, tmp_path):
     fig = viz.training_curves(viz.read_log(tmp_path))
     assert list(fig.axes[0].lines[0].get_ydata()) == [0.1, 0.05]
     assert not fig.axes[3].lines  # no evaluation yet: an empty mIoU panel
+
+
+def test_threshold_control_reaches_0968_and_discarded_pixels_have_their_own_colour(setup):
+    ex = viz.ReliabilityExplorer(setup.ds, viz.Predictions(setup.net, setup.net, setup.learner, protocol=PROTO), index=3)
+    th = ex.threshold
+    assert (th.step, th.readout_format, f'{th.value:.3f}') == (0.001, '.3f', '0.968')  # DACS's default, shown as 0.968
+    assert 'confidence ≥ 0.968 discards' in ex.summary()
+    th.value = 0.97; th.value = 0.968  # and back, exactly
+    assert f'{th.value:.3f}' == '0.968' and panels(ex.fig)[7].get_title().startswith('threshold 0.968 keeps')
+    for pal in (PAL, viz.palette_of('cs19')):  # the real palette has "building" (70, 70, 70); ignored pixels are black
+        c = viz.discard_colour(pal).astype(int)
+        assert not (pal == c).all(1).any() and tuple(c) not in {(0, 0, 0), (255, 255, 255)}
+        assert np.sqrt(((pal.astype(int) - c) ** 2).sum(1)).min() > 100
+    p, c = ex.current(), viz.discard_colour(PAL)
+    shown = panels(ex.fig)[7].images[0].get_array()
+    drop = p.conf < th.value
+    assert drop.any() and (shown[drop] == c).all() and not (shown[~drop] == c).all(-1).any()
+    legend = [t.get_text() for t in ex.fig.legends[0].texts]
+    assert legend[-2:] == ['discarded', 'ignored']
+    handle = ex.fig.legends[0].legend_handles[legend.index('discarded')]
+    assert np.allclose(handle.get_facecolor()[:3], c / 255)
+
+
+def test_explorer_zooms_one_panel_to_the_image_size(setup):
+    items = toy_dataset(1, H=512, W=1024)  # a Cityscapes-sized image
+    ex = viz.ReliabilityExplorer(items, viz.Predictions(setup.net, setup.net, setup.learner, protocol=PROTO))
+    assert ex.fig.get_size_inches()[0] * ex.fig.dpi == 1300 and len(panels(ex.fig)) == 9
+    ex.zoom.value = 'pseudo-label'
+    assert [a.get_title() for a in ex.fig.axes] == ['teacher pseudo-label']
+    ex.fig.canvas.draw()
+    assert ex.fig.axes[0].get_window_extent().width >= 0.95 * 1024  # about one screen pixel per image pixel
+    ex.zoom.value = 'reliability'
+    assert len(ex.fig.axes) == 2  # the panel and its colourbar
+    ex.width.value = 640
+    assert ex.fig.get_size_inches()[0] * ex.fig.dpi == 640
+    ex.zoom.value = ''
+    assert len(panels(ex.fig)) == 9 and ex.fig.get_size_inches()[0] * ex.fig.dpi == 640
+
+
+def test_live_view_gives_each_loss_its_axis_and_draws_from_the_first_point(monkeypatch):
+    monkeypatch.setattr(viz, 'live_frontend', lambda: True)
+    monkeypatch.setattr(viz, 'display', lambda obj: None)
+    run, view = fake_run(), viz.LiveView()
+    view.before_fit(run)
+    step(run, view, 10, loss=0.2, metric_loss=10.0)
+    tr = {t.name: t for t in view.fig.data}
+    assert (list(tr['loss'].y), list(tr['metric_loss'].y)) == ([0.2], [10.0])  # one point each, already drawn:
+    assert all('markers' in t.mode for t in view.fig.data)  # a lone point shows as a marker
+    assert tr['loss'].yaxis != tr['metric_loss'].yaxis  # ~0.2 and ~10 on their own scales
+    assert [a.text for a in view.fig.layout.annotations] == list(viz.LIVE_PANELS)
+
+
+def run_records(n=12, warmup=20):
+    recs = [{'iter': i, 'student_step': max(i - warmup, 0), 'loss': None if i <= warmup else 0.2 + 1 / i,
+             'metric_loss': 12 - i / 10, 'rel_mean': 0.5 + i / 1000, 'conf_mean': 0.9, 'lr': 1e-4} for i in range(10, 10 * n + 10, 10)]
+    if n > 5: recs[5].update(teacher_miou=40.0, student_miou=39.0)  # iteration 60 = student step 40
+    return recs
+
+def write_progressively(run_dir: Path, records, pause, metrics=None):
+    "A run in another process, as the view sees it: the folder appears, lines come one by one (each in two writes), then metrics.json."
+    def go():
+        time.sleep(pause)
+        run_dir.mkdir(parents=True)
+        for r in records:
+            line = json.dumps(r) + '\n'
+            with open(run_dir/'log.jsonl', 'a') as f:
+                f.write(line[:9]); f.flush(); time.sleep(pause / 2); f.write(line[9:])
+            time.sleep(pause / 2)
+        if metrics is not None: (run_dir/'metrics.json').write_text(json.dumps(metrics))
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    return t
+
+
+def test_live_view_follows_a_run_folder_written_progressively(tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr(viz, 'live_frontend', lambda: True)
+    monkeypatch.setattr(viz, 'display', shown.append)
+    run_dir, recs = tmp_path/'runs'/'stvm-metric-classmix-s0', run_records()
+    hist = [{'iter': 40, 'teacher': {'miou': 40.0}, 'student': {'miou': 39.0}},
+            {'iter': 100, 'teacher': {'miou': 43.0}, 'student': {'miou': 42.5}}]
+    view = viz.LiveView.follow(run_dir, every=0.02)  # the folder does not exist yet
+    assert view.live and shown == [view.fig]
+    writer = write_progressively(run_dir, recs, 0.06, {'config': {'iters': 100}, 'history': hist})
+    seen = []
+    while writer.is_alive():
+        seen.append((len(view.records), len(view.fig.data[0].x), view.fig.layout.title.text)); time.sleep(0.01)
+    assert view.join(10) and view.error is None and view.finished
+    counts = sorted({n for n, _, _ in seen})
+    assert len(counts) >= 6 and counts[0] == 0  # the figure grew while the log did, never a half line
+    assert any(t.endswith('(waiting for log.jsonl)') for _, _, t in seen)
+    assert any(n == 3 and pts == 1 for n, pts, _ in seen)  # iteration 30: the first student loss shows at once
+    tr = {t.name: t for t in view.fig.data}
+    assert list(tr['loss'].x) == list(range(30, 130, 10)) and len(tr['metric_loss'].x) == 12
+    assert (list(tr['teacher_miou'].x), list(tr['student_miou'].y)) == ([60, 120], [39.0, 42.5])  # metrics.json, + 20 warm-up
+    assert view.fig.layout.title.text == 'stvm-metric-classmix-s0: iter 120 (finished)'
+    assert not view._thread.is_alive()
+
+
+def test_live_view_follow_prints_where_nobody_watches_and_stops_cleanly(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv('IN_TEST', '1')
+    recs = run_records(5)  # iterations 10..50; metrics.json of an earlier, shorter run: a resume that trains on
+    (tmp_path/'log.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in recs))
+    (tmp_path/'metrics.json').write_text(json.dumps({'config': {'iters': 20}, 'history': []}))
+    view = viz.LiveView.follow(tmp_path, every=30)
+    t0 = time.time()
+    while len(view.records) < 5 and time.time() - t0 < 10: time.sleep(0.01)
+    assert view.live is False and view.fig is None and not view.finished
+    t0 = time.time(); view.stop()
+    assert time.time() - t0 < 2 and not view._thread.is_alive()
+    assert capsys.readouterr().out.splitlines() == [
+        'iter 50: loss 0.220, metric loss 7.000, reliability 0.550, confidence 0.900']
+    # a finished run, read in one go (background=False returns when it is done), and a timeout
+    (tmp_path/'metrics.json').write_text(json.dumps({'config': {'iters': 30}, 'history': []}))
+    done = viz.LiveView.follow(tmp_path, live=False, background=False)
+    assert done.finished and [len(t.x) for t in done.figure().data][:2] == [3, 5]
+    stuck = viz.LiveView.follow(tmp_path/'never', every=0.05, live=False, timeout=0.2)
+    assert stuck.join(5) and not stuck.finished and stuck.records == []
+
+
+def test_build_docs_never_calls_the_quarto_installer(tmp_path):
+    "Without Quarto, tools/build_docs.sh must not try to install it (sudo, a download): no such lines in its output."
+    env = {**os.environ, 'DOCS_OUT': str(tmp_path/'html'), 'DOCS_EXEC': '0', 'OMP_NUM_THREADS': '1',
+           'PATH': os.pathsep.join(p for p in os.environ['PATH'].split(os.pathsep) if not (Path(p)/'quarto').exists())}
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(['bash', 'tools/build_docs.sh', 'index'], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    for bad in ('Quarto is not installed', 'Cancelled', 'sudo', 'quarto-linux', 'Installing or upgrading quarto'):
+        assert bad not in out, f'{bad!r} in the output of tools/build_docs.sh:\n{out[-3000:]}'
+    assert (tmp_path/'html'/'index.html').exists()

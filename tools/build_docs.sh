@@ -12,23 +12,34 @@
 #   2. Execute each chosen notebook as nbdev-test does (cells flagged slow/gpu skipped, IN_TEST=1) into
 #      _docs/exec/, so its figures exist. A copy newer than the notebook and the library is reused.
 #   3. Run nbdev's doc processors (a show_doc entry for every export, directives) on the executed copy.
-#   4. Convert to HTML with nbconvert's lab template; remote scripts are dropped, images are inline.
+#   4. Convert to HTML with nbconvert's lab template; remote scripts are dropped, images are inline, and plotly
+#      figures stay interactive (plotly's HTML, with one local copy of plotly.min.js next to the pages).
+# Quarto is never needed, and never installed: without it, step 1 skips nbdev's Quarto check (whose installer
+# would call sudo and a download).
 #
 # Environment: DOCS_OUT (output folder, default _docs/html), DOCS_FLAGS (flags to run as well, e.g. "slow"),
 # DOCS_TIMEOUT (seconds per cell, default 600), DOCS_EXEC=0 (do not execute: API docs and prose only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=$(command -v python3); fi
-BIN=$(dirname "$PY")
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
+# nbdev-proc-nbs, minus its Quarto check: without Quarto on the PATH, nbdev's `_ensure_quarto` runs Quarto's installer
+# (sudo, a download), which cannot work here and prints "Quarto is not installed ... Cancelled" and "sudo: not found".
+# These docs never need Quarto, so the check is skipped when Quarto is absent; where it is installed nothing changes.
+proc_nbs() {  # $1: a --file-re regex, or empty for every notebook (-c, not stdin: nbdev's worker processes re-import __main__)
+  "$PY" -c "import shutil, sys
+import nbdev.quarto as q
+if not shutil.which('quarto'): q._ensure_quarto = lambda: None
+q.nbdev_proc_nbs.__wrapped__(**({'file_re': sys.argv[1]} if sys.argv[1] else {}))" "$1"
+}
 if [ $# -eq 0 ]; then
   echo "== nbdev-proc-nbs (every notebook)"
-  "$BIN/nbdev-proc-nbs"
+  proc_nbs ""
 else  # only the chosen chapters, e.g. 06_viz -> '^(06_viz)\.ipynb$'
   re="^($(printf '%s|' "${@%.ipynb}" | sed 's/|$//'))\.ipynb\$"
   echo "== nbdev-proc-nbs --file-re '$re'"
-  "$BIN/nbdev-proc-nbs" --file-re "$re"
+  proc_nbs "$re"
 fi
 
 echo "== offline HTML"
@@ -113,12 +124,30 @@ def link_pages(md: str) -> str:
     "Links to sibling notebooks point at their pages."
     return re.sub(r'\]\((?:\./)?(\w+)\.ipynb(#[^)]*)?\)', lambda m: f']({PAGES.get(m[1], m[1] + ".html")}{m[2] or ""})', md)
 
+PLOTLY_MIME, PLOTLY_JS = 'application/vnd.plotly.v1+json', 'plotly.min.js'  # plotly.js: one local copy next to the pages
+
+def plotly_html(fig: dict) -> str:
+    "A plotly figure as an interactive HTML snippet; plotly.js comes from the page's local copy (see `with_plotly`)."
+    import plotly.io as pio
+    return pio.to_html(fig, include_plotlyjs=False, full_html=False, config={'displaylogo': False, 'responsive': True})
+
+def with_plotly(body: str) -> str:
+    "Load the local plotly.js in the page's head (copied into the output folder once) when the page has a plotly figure."
+    if 'Plotly.newPlot' not in body: return body
+    import plotly
+    if not (OUT/PLOTLY_JS).exists(): shutil.copy(Path(plotly.__file__).parent/'package_data'/PLOTLY_JS, OUT/PLOTLY_JS)
+    return body.replace('</head>', f'<script src="{PLOTLY_JS}" charset="utf-8"></script>\n</head>', 1)
+
 def clean_outputs(outs):
+    "Outputs for a page: no stderr; plotly figures stay interactive (HTML); a widget becomes a note (its state is not saved)."
     res = []
     for o in outs:
         if o.output_type == 'stream' and o.name == 'stderr': continue  # progress bars and warnings
         data = o.get('data', {})
-        if 'application/vnd.jupyter.widget-view+json' in data or 'application/vnd.plotly.v1+json' in data:
+        if set(data) == {'text/html'} and 'window.PlotlyConfig' in ''.join(data['text/html']): continue  # plotly.js, inlined by
+        if PLOTLY_MIME in data:                                        # plotly's 'notebook' renderer: the page loads its own copy
+            o = nbformat.v4.new_output('display_data', data={'text/html': plotly_html(data[PLOTLY_MIME])})
+        elif 'application/vnd.jupyter.widget-view+json' in data:
             o = nbformat.v4.new_output('display_data', data={'text/html': WIDGET_NOTE})
         res.append(o)
     return res
@@ -188,7 +217,7 @@ pages = [(k, v['file'], v['title']) for k, v in manifest.items()]
 for stem, (nb, fm) in built.items():
     body, _ = exporter.from_notebook_node(nb, resources={'metadata': {'name': fm.get('title', stem)}})
     i = [p[0] for p in pages].index(stem)
-    body = offline_html(body).replace('</head>', CSS + '\n</head>', 1)
+    body = with_plotly(offline_html(body).replace('</head>', CSS + '\n</head>', 1))
     body = re.sub(r'(<body[^>]*>)', lambda m: m[1] + nav(i, pages), body, count=1)
     (OUT/manifest[stem]['file']).write_text(body)
     print(f'   wrote {(OUT/manifest[stem]["file"]).relative_to(ROOT) if OUT.is_relative_to(ROOT) else OUT/manifest[stem]["file"]}')
