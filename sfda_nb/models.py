@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_models.ipynb #fd6ac001
 from __future__ import annotations
-import copy, dataclasses, hashlib, json, math, platform, time
+import copy, dataclasses, functools, hashlib, json, math, platform, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from filelock import FileLock
 
 from .core import (IGNORE, SegOutput, upsample, default_data_root, default_runs_root, seed_everything,
                           get_device, frozen_config, config_dict, ConfigError, save_checkpoint, load_checkpoint,
@@ -20,11 +21,13 @@ from .core import (IGNORE, SegOutput, upsample, default_data_root, default_runs_
 from .deeplab import NORMS, normalize_input, deeplabv2_r101, load_pretrained
 
 # %% auto #0
-__all__ = ['ARCHS', 'EMA_BN_MODES', 'BN_POLICIES', 'MODEL_FORMAT', 'SOURCE_RECIPES', 'check_input', 'BasicBlock', 'ASPPSum',
-           'SmallSegNet', 'build_model', 'ema_alpha', 'EMATeacher', 'unwrap', 'train_mode', 'confusion_matrix',
-           'iou_from_confusion', 'EvalResult', 'evaluate', 'save_model', 'load_model', 'load_any', 'poly_lr', 'set_lr',
-           'make_optimizer', 'SourceConfig', 'resolved_recipe', 'target_eval_split', 'versions', 'source_protocol',
-           'train_source', 'source_key', 'cached_source', 'source_checkpoint', 'source_report']
+__all__ = ['ARCHS', 'EMA_BN_MODES', 'BN_POLICIES', 'MODEL_FORMAT', 'SOURCE_RECIPES', 'BACKBONE_FORMAT', 'BACKBONE',
+           'EMBEDDED_BACKBONE', 'check_input', 'BasicBlock', 'ASPPSum', 'SkipDecoder', 'SmallSegNet', 'build_model',
+           'ema_alpha', 'EMATeacher', 'unwrap', 'train_mode', 'confusion_matrix', 'iou_from_confusion', 'EvalResult',
+           'evaluate', 'save_model', 'load_model', 'load_any', 'poly_lr', 'set_lr', 'make_optimizer', 'SourceConfig',
+           'resolved_recipe', 'target_eval_split', 'versions', 'source_protocol', 'train_source', 'PretrainConfig',
+           'pretrain_backbone', 'resolve_pretrained', 'load_backbone', 'source_key', 'cached_source',
+           'source_checkpoint', 'source_report']
 
 # %% ../nbs/02_models.ipynb #d9112546
 def check_input(x:torch.Tensor) -> torch.Tensor:
@@ -64,14 +67,28 @@ class ASPPSum(nn.Module):
     def forward(self, x): return sum(c(x) for c in self.convs)
 
 # %% ../nbs/02_models.ipynb #4502fc17
+class SkipDecoder(nn.Module):
+    "A light decoder: the head's stride-8 logits, upsampled to stride 4, plus a correction read from stride-4 features."
+    def __init__(self, cin:int, num_classes:int, ch:int=32):
+        super().__init__()
+        self.proj = nn.Sequential(nn.Conv2d(cin, ch, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(inplace=True))
+        self.fuse = nn.Sequential(nn.Conv2d(ch + num_classes, ch, 3, 1, 1, bias=False), nn.BatchNorm2d(ch),
+                                  nn.ReLU(inplace=True), nn.Conv2d(ch, num_classes, 1))
+        nn.init.zeros_(self.fuse[-1].weight); nn.init.zeros_(self.fuse[-1].bias)   # starts as plain upsampling
+
+    def forward(self, low, logits):
+        up = F.interpolate(logits, size=low.shape[-2:], mode='bilinear', align_corners=False)
+        return up + self.fuse(torch.cat([self.proj(low), up], 1))
+
 class SmallSegNet(nn.Module):
-    "A narrow dilated ResNet encoder (stride 8) + DeepLabV2 ASPP head, with DeepLabV2's interface."
+    "A narrow dilated ResNet encoder (stride 8) + DeepLabV2 ASPP head (+ a light stride-4 decoder), with DeepLabV2's interface."
     def __init__(self,
                  num_classes:int,  # classes of the protocol (19, 16 or 13)
                  width:int=32,  # channels of the stem; stages have width, 2·width, 4·width
                  feat_dim:int=128,  # channels of the encoder features (the ASPP input)
                  norm:str='imagenet',  # input normalisation, a key of `NORMS`
-                 rates:tuple=(1, 2, 4, 6)):  # ASPP dilation rates
+                 rates:tuple=(1, 2, 4, 6),  # ASPP dilation rates
+                 decoder:int=32):  # channels of the stride-4 `SkipDecoder` (0: none, logits at stride 8 as DeepLabV2)
         super().__init__()
         if norm not in NORMS: raise ValueError(f"norm={norm!r} is not one of {NORMS}")
         self.num_classes, self.feat_dim, self.norm = num_classes, feat_dim, norm
@@ -83,29 +100,33 @@ class SmallSegNet(nn.Module):
         self.layer3 = BasicBlock(2 * w, 4 * w, stride=2)   # stride 8
         self.layer4 = BasicBlock(4 * w, feat_dim, dilation=2)  # stride 8, dilated like DeepLabV2's layer4
         self.head = ASPPSum(feat_dim, num_classes, rates)
+        self.decoder = SkipDecoder(2 * w, num_classes, decoder) if decoder else None
         for m in self.modules():
-            if isinstance(m, nn.Conv2d) and not any(m is c for c in self.head.convs):
+            if isinstance(m, nn.Conv2d) and not any(m is c for c in self.head.convs) and m.weight.abs().sum() > 0:
                 nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
 
-    def forward_features(self, x):
-        x = self.stem(normalize_input(check_input(x), self.norm))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+    def _encode(self, x):
+        "(stride-4 features, stride-8 encoder features)."
+        low = self.layer2(self.layer1(self.stem(normalize_input(check_input(x), self.norm))))
+        return low, self.layer4(self.layer3(low))
 
-    def forward_head(self, feats): return self.head(feats)
+    def forward_features(self, x): return self._encode(x)[1]
 
     def forward(self, x) -> SegOutput:
-        feats = self.forward_features(x)
-        return SegOutput(feats, self.forward_head(feats))
+        low, feats = self._encode(x)
+        logits = self.head(feats)
+        return SegOutput(feats, logits if self.decoder is None else self.decoder(low, logits))
+
 
 # %% ../nbs/02_models.ipynb #f06f3d16
-def _split_params(model, head_prefix='head.'):
+def _split_params(model, head_prefix=('head.', 'decoder.')):
     back, head = [], []
     for n, p in model.named_parameters():
         if p.requires_grad: (head if n.startswith(head_prefix) else back).append(p)
     return back, head
 
 def _small_param_groups(self) -> list:
-    "Backbone at ×1 and the ASPP head at ×10 the base learning rate (DeepLabV2's recipe)."
+    "Backbone at ×1 and the ASPP head (with the decoder) at ×10 the base learning rate (DeepLabV2's recipe)."
     back, head = _split_params(self)
     return check_param_groups(self, [{'params': back, 'lr_mult': 1}, {'params': head, 'lr_mult': 10}])
 SmallSegNet.param_groups = _small_param_groups
@@ -362,7 +383,10 @@ def load_model(path,  # an sfda_nb model checkpoint
         raise ValueError(f"{path} holds a {ckpt['arch']!r} model but arch={arch!r} was asked for")
     if num_classes is not None and ckpt['num_classes'] != num_classes:
         raise ValueError(f"{path} has {ckpt['num_classes']} classes (protocol {ckpt['protocol']}) but {num_classes} are needed")
-    model = build_model(ckpt['arch'], ckpt['num_classes'], **ckpt['arch_kwargs'])
+    kw = dict(ckpt['arch_kwargs'])
+    if ckpt['arch'] == 'small' and 'decoder' not in kw and not any(k.startswith('decoder.') for k in ckpt['state_dict']):
+        kw['decoder'] = 0   # a SmallSegNet saved before the decoder existed
+    model = build_model(ckpt['arch'], ckpt['num_classes'], **kw)
     model.norm, model.protocol = ckpt['norm'], ckpt['protocol']
     _check_keys(model, ckpt['state_dict'], path)
     model.load_state_dict(ckpt['state_dict'])
@@ -426,7 +450,7 @@ class SourceConfig:
     protocol: Optional[str] = None  # class protocol; None: data.default_protocol(source, target)
     arch: str = 'small'  # a key of ARCHS
     arch_kwargs: dict = field(default_factory=dict)  # extra keyword arguments of the architecture
-    pretrained: Optional[str] = None  # ImageNet weights for deeplabv2_r101 (torchvision layout)
+    pretrained: Optional[str] = 'auto'  # 'auto': the committed pretraining-world backbone for a matching SmallSegNet (none for DeepLabV2); a file (DeepLabV2: ImageNet weights; small: a `pretrain_backbone` file); None: from scratch
     iters: int = 600  # optimiser steps
     batch_size: int = 4  # images per step
     crop: tuple[int, int] = (128, 256)  # training crop (H, W) after the dataset's standard resize (the whole embedded image)
@@ -502,8 +526,12 @@ def _fit_source(model, stream, cfg, recipe, device, verbose) -> list:
     return curve
 
 def _init_model(cfg:SourceConfig, num_classes:int) -> nn.Module:
-    "A fresh model, or a DeepLabV2 whose backbone comes from `cfg.pretrained` (the file's family decides its forward)."
-    if not cfg.pretrained: return build_model(cfg.arch, num_classes, **cfg.arch_kwargs)
+    "A model whose backbone comes from `cfg.pretrained` (see `resolve_pretrained`), or a fresh one."
+    if cfg.arch == 'small':
+        model, path = build_model('small', num_classes, **cfg.arch_kwargs), resolve_pretrained(cfg)
+        model.source_info = load_backbone(model, path) if path else None
+        return model
+    if not cfg.pretrained or cfg.pretrained == 'auto': return build_model(cfg.arch, num_classes, **cfg.arch_kwargs)
     if cfg.arch != 'deeplabv2_r101': raise ConfigError(f"pretrained= only applies to arch='deeplabv2_r101', not {cfg.arch!r}")
     kw = dict(cfg.arch_kwargs); family = kw.pop('family', 'auto')
     model = load_pretrained(None, cfg.pretrained, family=family, num_classes=num_classes, **kw)
@@ -541,6 +569,92 @@ def train_source(cfg:SourceConfig, verbose:bool=True) -> Path:
             'pretrained': _plain(getattr(model, 'source_info', None))}
     return save_model(out, model, meta, overwrite=cfg.overwrite, protocol=proto)
 
+# %% ../nbs/02_models.ipynb #5281c5e1
+@dataclass(frozen=True)
+class PretrainConfig:
+    "Settings of the backbone pretraining in the pretraining world (`synth.pretrain_scene`: random styles, 7 categories)."
+    arch_kwargs: dict = field(default_factory=dict)  # SmallSegNet settings; the encoder's must match the source model's
+    iters: int = 2000  # optimiser steps
+    batch_size: int = 8  # images per step, rendered on the fly
+    size: tuple[int, int] = (128, 256)  # rendered image size
+    lr: float = 2e-3  # AdamW with poly decay, as the small source recipe
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # (read by the shared loop; AdamW ignores it)
+    poly_power: float = 0.9
+    seed: int = 0  # seeds the init and the rendered world
+    threads: int = 0  # torch CPU threads (0: leave as is)
+    log_every: int = 100
+
+BACKBONE_FORMAT = 'sfda_nb/backbone/1'
+BACKBONE = ('stem.', 'layer1.', 'layer2.', 'layer3.', 'layer4.')   # the encoder: what pretraining hands on
+
+def _backbone_kwargs(arch_kwargs:dict) -> dict:
+    "The SmallSegNet settings that shape its encoder, defaults filled in."
+    return {'width': 32, 'feat_dim': 128, 'norm': 'imagenet', **{k: v for k, v in arch_kwargs.items() if k in ('width', 'feat_dim', 'norm')}}
+
+class _WorldStream:
+    "Endless batches of the pretraining world, rendered on the fly and flipped at random."
+    def __init__(self, cfg): self.cfg, self.rng = cfg, np.random.default_rng([cfg.seed, 1729])
+    def __next__(self):
+        from sfda_nb import synth
+        img, lab = (np.stack(a) for a in zip(*(synth.pretrain_scene(self.cfg.size, self.rng) for _ in range(self.cfg.batch_size))))
+        flip = self.rng.random(len(img)) < 0.5
+        img[flip], lab[flip] = img[flip][:, :, ::-1], lab[flip][:, :, ::-1]
+        img = torch.from_numpy(img).permute(0, 3, 1, 2).contiguous()   # (torch's CPU conv backward can crash on channels-last input)
+        return {'img': img, 'label': torch.from_numpy(lab.astype(np.int64))}
+
+
+# %% ../nbs/02_models.ipynb #73b828d6
+def pretrain_backbone(cfg:PretrainConfig, out, verbose:bool=True, overwrite:bool=False) -> Path:
+    "Train a SmallSegNet on the pretraining world's 7 categories; save its encoder only (`BACKBONE_FORMAT`)."
+    from sfda_nb import synth
+    if cfg.threads: torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    model = build_model('small', len(synth.CATEGORIES), **cfg.arch_kwargs)
+    recipe = dict(optimizer='adamw', lr=cfg.lr, weight_decay=cfg.weight_decay, head_lr_mult=1.0)
+    t0 = time.time()
+    curve = _fit_source(model, _WorldStream(cfg), cfg, recipe, torch.device('cpu'), verbose)
+    meta = dict(kind='backbone', config=config_dict(cfg), render_version=synth.RENDER_VERSION, categories=synth.CATEGORIES,
+                train_seconds=round(time.time() - t0, 1), threads=torch.get_num_threads(), loss_curve=curve, versions=versions())
+    sd = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(BACKBONE)}
+    return save_checkpoint({'format': BACKBONE_FORMAT, 'arch': 'small', 'backbone_kwargs': _backbone_kwargs(cfg.arch_kwargs),
+                            'state_dict': sd, 'meta': _plain(meta)}, out, overwrite=overwrite)
+
+import sfda_nb as _pkg
+EMBEDDED_BACKBONE = Path(_pkg.__file__).parent/'weights'/'small_backbone.pt'   # committed: see results/calibration
+
+@functools.lru_cache(maxsize=8)
+def _backbone_file(path:str, mtime:int) -> dict:
+    ck = load_checkpoint(path)
+    if not isinstance(ck, dict) or ck.get('format') != BACKBONE_FORMAT:
+        raise ValueError(f"{path} is not a backbone file ({BACKBONE_FORMAT}); make one with pretrain_backbone")
+    return ck
+
+def _file_sha(path) -> str: return _sha_cached(str(path), Path(path).stat().st_mtime_ns)
+
+@functools.lru_cache(maxsize=8)
+def _sha_cached(path:str, mtime:int) -> str: return sha256_file(path)
+
+def resolve_pretrained(cfg) -> Optional[Path]:
+    "The backbone file a SmallSegNet source run starts from: 'auto' → `EMBEDDED_BACKBONE` if its encoder matches, a path, or None."
+    if not cfg.pretrained: return None
+    if cfg.pretrained != 'auto': return Path(cfg.pretrained)
+    if not EMBEDDED_BACKBONE.is_file(): return None
+    ck = _backbone_file(str(EMBEDDED_BACKBONE), EMBEDDED_BACKBONE.stat().st_mtime_ns)
+    return EMBEDDED_BACKBONE if ck['backbone_kwargs'] == _backbone_kwargs(cfg.arch_kwargs) else None
+
+def load_backbone(model:nn.Module, path) -> dict:
+    "Load a `pretrain_backbone` file's encoder into `model`; return what the source checkpoint records about it."
+    path = Path(path); ck = _backbone_file(str(path), path.stat().st_mtime_ns)
+    missing = [k for k in model.state_dict() if k.startswith(BACKBONE) and k not in ck['state_dict']]
+    bad = missing + [k for k, v in ck['state_dict'].items() if k not in model.state_dict() or model.state_dict()[k].shape != v.shape]
+    if bad: raise ValueError(f"{path}: its encoder does not fit this model (e.g. {bad[:3]}); it was made with {ck['backbone_kwargs']}")
+    model.load_state_dict(ck['state_dict'], strict=False)
+    m = ck['meta']
+    return {'path': str(path), 'sha256': _file_sha(path), 'format': BACKBONE_FORMAT, 'config': m['config'],
+            'render_version': m['render_version'], 'train_seconds': m['train_seconds']}
+
+
 # %% ../nbs/02_models.ipynb #d94b005b
 _NOT_IN_KEY = ('target', 'device', 'threads', 'num_workers', 'out', 'overwrite', 'log_every', 'eval_max_images',
                'source_split', 'data_root')
@@ -562,6 +676,8 @@ def source_key(cfg:SourceConfig) -> str:
     d = {k: v for k, v in config_dict(cfg).items() if k not in _NOT_IN_KEY}
     if d['size_mismatch'] == 'error': del d['size_mismatch']  # trains on all pairs or not at all: keys from before the option stay
     d.update(resolved_recipe(cfg), protocol=source_protocol(cfg.source, cfg.target, cfg.protocol), data=data)
+    pre = resolve_pretrained(cfg) if cfg.arch == 'small' else cfg.pretrained   # the backbone's bytes, not its name
+    d['pretrained'] = _file_sha(pre) if cfg.arch == 'small' and pre else (None if pre == 'auto' else pre)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 # %% ../nbs/02_models.ipynb #e7d267ab
@@ -571,18 +687,6 @@ def _ensure_rendered(root:Path, *names) -> None:
     if any(n and data.is_rendered(n) and not (root/data.dataset_spec(n).subdir).is_dir() for n in names):
         from sfda_nb import synth
         synth.ensure_benchmark(root)
-
-class _FileLock:
-    "An exclusive lock on `<path>.lock` (POSIX `flock`; a no-op where unavailable)."
-    def __init__(self, path): self.path = Path(str(path) + '.lock')
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.f = open(self.path, 'w')
-        try:
-            import fcntl; fcntl.flock(self.f, fcntl.LOCK_EX)
-        except ImportError: pass
-        return self
-    def __exit__(self, *exc): self.f.close()
 
 def cached_source(source:str='synth_gta5', protocol:Optional[str]=None, arch:str='small', target:Optional[str]=None,
                   cache_dir=None, **overrides) -> tuple:
@@ -606,7 +710,7 @@ def source_checkpoint(source:str='synth_gta5',  # source dataset
     cfg, path = cached_source(source, protocol, arch, target, cache_dir, **overrides)
     _ensure_rendered(Path(cfg.data_root) if cfg.data_root else default_data_root(), cfg.source, cfg.target)
     cfg, path = cached_source(source, protocol, arch, target, cache_dir, **overrides)  # the key reads the rendered data's stamp
-    with _FileLock(path):
+    with FileLock(str(path) + '.lock'):
         if not path.exists(): train_source(dataclasses.replace(cfg, out=str(path)), verbose=verbose)
     return path
 

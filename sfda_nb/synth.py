@@ -10,18 +10,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
+from filelock import FileLock
 from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 
 from .core import default_data_root
 
 # %% auto #0
 __all__ = ['CS_ID', 'CS_PALETTE', 'CLASSES19', 'ID2TRAIN', 'SYNTHIA_RAW', 'SYNTHIA_LANEMARKING', 'CS2SYNTHIA', 'THINGS', 'GTA5',
-           'CITYSCAPES', 'SYNTHIA', 'NTHU', 'STYLES', 'ROAD', 'SIDEWALK', 'BUILDING', 'WALL', 'FENCE', 'POLE', 'LIGHT',
-           'SIGN', 'VEG', 'TERRAIN', 'SKY', 'PERSON', 'RIDER', 'CAR', 'TRUCK', 'BUS', 'TRAIN', 'MOTO', 'BIKE', 'STATIC',
-           'EGO', 'DARK', 'RENDER_VERSION', 'DOMAINS', 'NTHU_CITY', 'LAYOUT', 'SPLITS', 'DEFAULT_SIZE',
-           'DEFAULT_COUNTS', 'CS_CITIES', 'MANIFEST', 'render_scene', 'domain_dir', 'sample_files', 'encode_sample',
-           'read_label_ids', 'resolve_counts', 'read_manifest', 'render_benchmark', 'ensure_benchmark', 'load_sample',
-           'show_samples', 'class_frequencies', 'plot_class_frequencies']
+           'CITYSCAPES', 'SYNTHIA', 'NTHU', 'STYLES', 'CATEGORIES', 'CATEGORY', 'ROAD', 'SIDEWALK', 'BUILDING', 'WALL',
+           'FENCE', 'POLE', 'LIGHT', 'SIGN', 'VEG', 'TERRAIN', 'SKY', 'PERSON', 'RIDER', 'CAR', 'TRUCK', 'BUS', 'TRAIN',
+           'MOTO', 'BIKE', 'STATIC', 'EGO', 'DARK', 'RENDER_VERSION', 'DOMAINS', 'NTHU_CITY', 'LAYOUT', 'SPLITS',
+           'DEFAULT_SIZE', 'DEFAULT_COUNTS', 'CS_CITIES', 'MANIFEST', 'random_style', 'pretrain_scene', 'render_scene',
+           'domain_dir', 'sample_files', 'encode_sample', 'read_label_ids', 'resolve_counts', 'read_manifest',
+           'render_benchmark', 'ensure_benchmark', 'load_sample', 'show_samples', 'class_frequencies',
+           'plot_class_frequencies']
 
 # %% ../nbs/01b_synth.ipynb #116141b7
 from .data import CLASS_NAMES19, SYNTHIA_CLASSES, ID2TRAIN as _ID2TRAIN
@@ -51,22 +53,24 @@ GTA5 = dict(
     sides=dict(building=6.0, wall=1.2, fence=1.0, vegetation=2.0, gap=0.4),   # relative frequency of side segments
     bld_h=(8.0, 28.0), floor_h=(3.0, 3.6), win_sp=(2.6, 4.4), win_frac=(0.35, 0.6),  # building height, floors, windows
     # mean objects per image (Poisson); pole and tree are densities along the kerb, not counts
-    rates=dict(car=4.5, parked_car=3.0, truck=0.8, bus=0.4, train=0.06, person=3.0, crossing=1.0,
-               bike_rider=0.35, moto_rider=0.15, bicycle=0.5, motorcycle=0.15, pole=1.0, light=1.3, sign=1.8,
+    rates=dict(car=4.5, parked_car=3.0, truck=0.8, bus=0.4, train=0.25, person=3.0, crossing=1.0,
+               bike_rider=0.8, moto_rider=0.4, bicycle=0.8, motorcycle=0.4, pole=1.0, light=2.0, sign=1.8,
                tree=1.0, static=1.0),
+    obj_scale=1.5,                                  # people, two-wheelers, poles and clutter drawn this many times life size
     colors=dict(                                    # base colours; one option is drawn per part, then jittered
         road=[_c(82, 82, 90)], lane=[_c(235, 235, 215)], sidewalk=[_c(182, 160, 144)], curb=[_c(150, 150, 150)],
-        terrain=[_c(140, 188, 62)], building=[_c(217, 173, 115), _c(186, 92, 66), _c(165, 150, 135), _c(232, 218, 188)],
-        glass=[_c(62, 92, 132)], shop=[_c(48, 62, 80)], wall=[_c(160, 150, 128)], fence=[_c(142, 102, 62)],
+        terrain=[_c(140, 188, 62), _c(150, 165, 75)], building=[_c(217, 173, 115), _c(186, 92, 66), _c(165, 150, 135), _c(232, 218, 188)],
+        glass=[_c(62, 92, 132)], shop=[_c(48, 62, 80)], wall=[_c(160, 150, 128)], fence=[_c(142, 102, 62), _c(128, 128, 132)],
         vegetation=[_c(44, 142, 38), _c(70, 160, 40), _c(40, 105, 36)], trunk=[_c(90, 62, 40)], pole=[_c(72, 72, 78)],
         light=[_c(30, 30, 26)], sign=[_c(215, 25, 25), _c(25, 76, 215), _c(245, 245, 245), _c(240, 205, 25)],
         skin=[_c(216, 166, 128), _c(140, 97, 71)],
-        clothes=[_c(200, 40, 40), _c(40, 80, 200), _c(240, 200, 40), _c(40, 160, 70), _c(30, 30, 30), _c(230, 230, 230)],
+        clothes=[_c(200, 40, 40), _c(40, 80, 200), _c(240, 200, 40), _c(40, 160, 70), _c(30, 30, 30), _c(230, 230, 230),
+                 _c(62, 62, 72), _c(112, 96, 80)],
         car=[_c(200, 30, 30), _c(30, 60, 190), _c(235, 235, 235), _c(25, 25, 25), _c(170, 175, 180), _c(240, 190, 20),
              _c(30, 140, 60)],
-        truck=[_c(240, 240, 240), _c(230, 120, 20), _c(130, 130, 135)], bus=[_c(205, 38, 26)],
+        truck=[_c(240, 240, 240), _c(230, 120, 20), _c(130, 130, 135)], bus=[_c(205, 38, 26), _c(228, 165, 35)],
         train=[_c(40, 90, 200), _c(230, 230, 235)], moto=[_c(200, 20, 20), _c(25, 25, 25)],
-        bicycle=[_c(40, 40, 40), _c(160, 30, 30)], static=[_c(96, 100, 70)], hood=[_c(30, 30, 34)],
+        bicycle=[_c(40, 40, 40), _c(160, 30, 30), _c(92, 92, 98)], static=[_c(96, 100, 70)], hood=[_c(30, 30, 34)],
         sky_top=_c(64, 128, 242), sky_hor=_c(170, 206, 255), cloud=_c(245, 245, 250)),
     color_jitter=0.12,                              # relative per-part colour jitter
     # texture amplitude per class at three scales (pixel noise, ~4 px blobs, ~16 px blobs; scaled by tex_scale)
@@ -96,8 +100,8 @@ CITYSCAPES = _derive(GTA5,
     cam_h=(1.15, 1.35), horizon=(0.42, 0.50), focal=0.6, vp_x=(0.45, 0.55), ego_hood=0.85,
     road_half=(3.5, 6.5), sidewalk=(2.5, 5.0), outer=(0.0, 3.0), p_cross=0.35, terrain=0.6,
     sides=dict(building=5.0, wall=1.5, fence=1.5, vegetation=3.5, gap=0.3), bld_h=(7.0, 22.0),
-    rates=dict(car=2.5, parked_car=5.0, truck=0.3, bus=0.25, train=0.1, person=6.0, crossing=2.0, bike_rider=0.7,
-               moto_rider=0.12, bicycle=1.5, motorcycle=0.2, pole=1.5, light=1.2, sign=2.5, tree=2.0, static=2.0),
+    rates=dict(car=2.5, parked_car=5.0, truck=0.4, bus=0.35, train=0.35, person=6.0, crossing=2.0, bike_rider=1.0,
+               moto_rider=0.4, bicycle=1.5, motorcycle=0.5, pole=1.5, light=2.0, sign=2.5, tree=2.0, static=2.0),
     colors=dict(
         road=[_c(128, 120, 114)], lane=[_c(200, 200, 196)], sidewalk=[_c(104, 104, 112)], curb=[_c(120, 118, 112)],
         terrain=[_c(118, 122, 70)], building=[_c(150, 125, 100), _c(120, 95, 80), _c(160, 150, 135), _c(110, 105, 100)],
@@ -115,7 +119,7 @@ CITYSCAPES = _derive(GTA5,
     tex_scale=1.8, clouds=0.8,
     brightness=(0.85, 1.0), contrast=0.95, saturation=0.9, sat_jitter=0.05, gamma=1.0, tint=(0.96, 1.0, 1.05),
     side_shade=0.9, shadow_p=0.25, shadow=0.75, soft_shadow=1.5,
-    blur=0.75, noise=0.02, vignette=0.15,
+    blur=0.5, noise=0.02, vignette=0.15,
 )
 
 # %% ../nbs/01b_synth.ipynb #a1ab59b5
@@ -123,7 +127,7 @@ SYNTHIA = _derive(GTA5,
     cam_h=(3.0, 7.0), horizon=(0.12, 0.32), focal=0.5, vp_x=(0.35, 0.65),
     road_half=(5.0, 9.0), sidewalk=(3.0, 6.0), outer=(0.0, 2.0), p_cross=0.6, terrain=0.0,
     sides=dict(building=7.0, wall=1.0, fence=0.8, vegetation=1.5, gap=0.3), bld_h=(10.0, 35.0),
-    rates=dict(car=3.0, parked_car=2.0, truck=0.0, bus=0.4, train=0.0, person=8.0, crossing=3.0, bike_rider=0.6,
+    rates=dict(car=3.0, parked_car=2.0, truck=0.0, bus=0.4, train=0.0, person=8.0, crossing=3.0, bike_rider=0.8,
                moto_rider=0.4, bicycle=0.6, motorcycle=0.4, pole=1.3, light=1.5, sign=1.5, tree=1.5, static=1.0),
     colors=dict(
         road=[_c(104, 96, 90)], sidewalk=[_c(150, 140, 126)], curb=[_c(170, 165, 150)],
@@ -153,6 +157,36 @@ NTHU = dict(
 )
 STYLES = dict(synth_gta5=GTA5, synth_synthia=SYNTHIA, synth_cityscapes=CITYSCAPES,
               **{f'synth_nthu_{c}': s for c, s in NTHU.items()})   # domain name -> style
+
+# %% ../nbs/01b_synth.ipynb #9665d480
+CATEGORIES = [c for c in dict.fromkeys(l.category for l in _CS_LABELS if l.categoryId > 0)]   # flat, construction, ...
+CATEGORY = np.full(256, 255, np.uint8)          # Cityscapes label id -> category index (255 = void)
+for _l in _CS_LABELS:
+    if 0 <= _l.id < 256 and _l.categoryId > 0: CATEGORY[_l.id] = _l.categoryId - 1
+
+def _rand_colors(rng) -> dict:
+    "Every palette entry of the base style replaced by 1–4 uniformly random colours (single colours for the sky)."
+    one = lambda: tuple(float(v) for v in np.round(rng.uniform(0.04, 0.96, 3), 4))
+    return {k: one() if not isinstance(v, list) else [one() for _ in range(rng.integers(1, 5))] for k, v in GTA5['colors'].items()}
+
+def random_style(rng:np.random.Generator) -> dict:
+    "A style of the pretraining world: palettes, textures, light, sensor and camera drawn at random (never a target's)."
+    u = lambda a, b: float(rng.uniform(a, b))
+    lo = lambda a, b, w: (lambda x: (x, x + w))(u(a, b))
+    return _derive(GTA5, colors=_rand_colors(rng), color_jitter=u(0.03, 0.25),
+        tex={k: tuple(float(x) for x in np.round(rng.uniform(0, 0.15, 3), 3)) for k in GTA5['tex']}, tex_scale=u(0.5, 2.5),
+        cam_h=lo(1.0, 3.0, 0.5), horizon=lo(0.25, 0.45, 0.08), focal=u(0.45, 0.7), clouds=u(0, 1), haze=u(0, 1),
+        brightness=lo(0.55, 1.1, 0.3), contrast=u(0.7, 1.4), saturation=u(0.3, 1.6), sat_jitter=u(0, 0.2),
+        gamma=u(0.7, 1.4), tint=tuple(float(x) for x in rng.uniform(0.85, 1.15, 3)), tint_jitter=u(0, 0.1),
+        side_shade=u(0.5, 1.0), shadow_p=u(0, 1), shadow=u(0.4, 0.9), soft_shadow=u(0, 2),
+        blur=u(0, 1), noise=u(0, 0.03), vignette=u(0, 0.3),
+        rates={k: v*u(0.5, 2.0) for k, v in GTA5['rates'].items()})
+
+def pretrain_scene(size, rng:np.random.Generator) -> tuple:
+    "One image of the pretraining world: (H×W×3 uint8 RGB, H×W category indices, 255 = void)."
+    sc = render_scene(random_style(rng), size, rng)
+    return sc['img'], CATEGORY[sc['lab']]
+
 
 # %% ../nbs/01b_synth.ipynb #4d0c4aa4
 ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEG, TERRAIN, SKY, PERSON, RIDER, CAR, TRUCK, BUS, TRAIN, MOTO, BIKE = (
@@ -344,15 +378,16 @@ def _person(L, cv, rng, view):
 
 # %% ../nbs/01b_synth.ipynb #f1cd4f91
 def _bicycle(L, cv, rng, view, rider=False):
-    "A bicycle (two thin wheels and a diamond frame; from behind a thin wheel and handlebar), with an optional rider."
+    "A bicycle (two spoked wheels, labelled whole as Cityscapes does, and a diamond frame; from behind a wheel and handlebar), optionally ridden."
     i = cv.new_inst(); part = cv.part(BIKE, cv.pick('bicycle'), i)
+    spokes = cv.part(BIKE, np.asarray(cv.pick('bicycle'))*0.4 + 0.35, i)
     if view == 'side':
-        for u in (-0.52, 0.52): L.disc(u, 0.34, 0.34, 0.34, part, 0.06)
+        for u in (-0.52, 0.52): L.disc(u, 0.34, 0.34, 0.34, spokes); L.disc(u, 0.34, 0.34, 0.34, part, 0.07)
         p = dict(rh=(-0.52, 0.34), cr=(0, 0.34), se=(-0.15, 0.9), ht=(0.38, 0.85), fh=(0.52, 0.34))
-        for a, b in (('rh', 'se'), ('rh', 'cr'), ('cr', 'se'), ('cr', 'ht'), ('se', 'ht'), ('ht', 'fh')): L.line(*p[a], *p[b], part, 0.05)
-        L.line(0.38, 0.85, 0.33, 1.02, part, 0.05)
+        for a, b in (('rh', 'se'), ('rh', 'cr'), ('cr', 'se'), ('cr', 'ht'), ('se', 'ht'), ('ht', 'fh')): L.line(*p[a], *p[b], part, 0.07)
+        L.line(0.38, 0.85, 0.33, 1.02, part, 0.07)
     else:
-        L.disc(0, 0.34, 0.03, 0.34, part, 0.05); L.line(-0.3, 1.0, 0.3, 1.0, part, 0.05); L.line(0, 0.34, 0, 1.0, part, 0.05)
+        L.disc(0, 0.34, 0.05, 0.34, part); L.line(-0.3, 1.0, 0.3, 1.0, part, 0.07); L.line(0, 0.34, 0, 1.0, part, 0.07)
     if not rider: return
     r = cv.new_inst(); skin, top, bot = (cv.part(RIDER, cv.pick(k), r) for k in ('skin', 'clothes', 'clothes'))
     if view == 'side':
@@ -619,11 +654,10 @@ def _skyline(cv, S, rng, z=160.):
     cv.P[m] = np.where(veg[k][None, :], g, np.where(win, w, b))[m]
 
 # %% ../nbs/01b_synth.ipynb #f071d1fc
-def _place(st, S, rng) -> list:
-    "Sample one scene's objects as (z, X, draw function, kwargs, mirrored)."
-    R, out, n = st['rates'], [], lambda k: rng.poisson(R[k])
+def _place_traffic(R, S, rng, n, out):
+    "Moving vehicles in their lanes (keeping a gap), parked cars along the kerbs, cyclists by the kerb."
     occupied = {}
-    def lane_obj(fn, k, lo, gap, **kw):                          # moving traffic keeps a gap in its lane
+    def lane_obj(fn, k, lo, gap, **kw):
         for _ in range(n(k)):
             x = S.lanes[rng.integers(len(S.lanes))]
             for _ in range(6):
@@ -636,16 +670,22 @@ def _place(st, S, rng) -> list:
     lane_obj(_train, 'train', 12, 22); lane_obj(_motorcycle, 'moto_rider', 6, 4, rider=True)
     for _ in range(n('parked_car')):
         s = rng.choice([-1, 1]); out.append((rng.uniform(4, 60), s*(S.rh - 1.1), _car, dict(view='rear' if s > 0 else 'front'), False))
-    for _ in range(n('bike_rider')): out.append((rng.uniform(5, 50), S.rh - 0.8, _bicycle, dict(view='rear', rider=True), False))
+    for _ in range(n('bike_rider')): out.append((rng.uniform(4, 40), S.rh - 0.8, _bicycle, dict(view='rear', rider=True), False))
+
+def _place_sidewalk(R, S, rng, n, out):
+    "Pedestrians (some in pairs), parked two-wheelers and clutter on the sidewalks."
     sidewalk = lambda: rng.choice([-1, 1])*rng.uniform(S.rh + 0.5, S.rh + S.sw - 0.3)
     for _ in range(n('person')):
-        z, x = rng.uniform(3, 45), sidewalk()
+        z, x = rng.uniform(3, 35), sidewalk()
         out.append((z, x, _person, dict(view=['front', 'rear', 'side'][rng.integers(3)]), rng.random() < 0.5))
         if rng.random() < 0.3: out.append((z + rng.uniform(0.3, 1.2), x + rng.uniform(-0.6, 0.6), _person, dict(view='front'), False))
     for k, fn in (('bicycle', _bicycle), ('motorcycle', _motorcycle)):
         for _ in range(n(k)): out.append((rng.uniform(3, 30), rng.choice([-1, 1])*(S.rh + S.sw - 0.5), fn, dict(view='side'), rng.random() < 0.5))
     for _ in range(n('static')): out.append((rng.uniform(3, 50), sidewalk(), _static, {}, False))
-    for s in (-1, 1):                                             # poles and trees line both kerbs
+
+def _place_kerb(R, S, rng, n, out):
+    "Poles and trees lining both kerbs, extra signs, and traffic lights where people cross."
+    for s in (-1, 1):
         z = rng.uniform(3, 12)
         while z < 80:
             out.append((z, s*(S.rh + 0.4), _pole, dict(kind=['lamp', 'plain', 'sign'][rng.choice(3, p=[0.5, 0.3, 0.2])]), s < 0))
@@ -653,20 +693,30 @@ def _place(st, S, rng) -> list:
         if rng.random() < R['tree']/(1 + R['tree']):
             z = rng.uniform(3, 10)
             while z < 70: out.append((z, s*(S.rh + S.sw - 0.7), _tree, {}, False)); z += rng.uniform(7, 14)
-    for _ in range(n('sign')): out.append((rng.uniform(4, 50), rng.choice([-1, 1])*(S.rh + 0.45), _pole, dict(kind='sign'), False))
-    zl = S.cross[0] - 0.5 if S.cross else rng.uniform(15, 40)     # traffic lights stand where people cross
+    for _ in range(n('sign')): out.append((rng.uniform(4, 40), rng.choice([-1, 1])*(S.rh + 0.45), _pole, dict(kind='sign'), False))
+    zl = S.cross[0] - 0.5 if S.cross else rng.uniform(12, 32)
     for _ in range(n('light')):
         s = rng.choice([-1, 1])
         out.append((zl + rng.uniform(-0.3, 0.3), s*(S.rh + 0.5), _pole, dict(kind='overhead' if rng.random() < 0.35 else 'light'), s > 0))
-    if S.cross:                                                   # side-on cross traffic, pedestrians on the zebra
-        zc = sum(S.cross)/2
-        for k, fn, kw in (('car', _car, {}), ('truck', _truck, {}), ('bus', _bus, {}), ('train', _train, {}),
-                          ('bike_rider', _bicycle, dict(rider=True)), ('moto_rider', _motorcycle, dict(rider=True))):
-            for _ in range(rng.poisson(R[k]*0.3)):
-                out.append((zc + rng.uniform(-2.5, 2.5), rng.uniform(-S.rh - 8, S.rh + 8), fn, dict(view='side', **kw), rng.random() < 0.5))
-        for _ in range(n('crossing')):
-            out.append((S.cross[0] - rng.uniform(1.2, 3.8), rng.uniform(-S.rh, S.rh), _person, dict(view='side'), rng.random() < 0.5))
+
+def _place_cross(R, S, rng, n, out):
+    "At a cross street: side-on traffic, and pedestrians on the zebra."
+    if not S.cross: return
+    zc = sum(S.cross)/2
+    for k, fn, kw in (('car', _car, {}), ('truck', _truck, {}), ('bus', _bus, {}), ('train', _train, {}),
+                      ('bike_rider', _bicycle, dict(rider=True)), ('moto_rider', _motorcycle, dict(rider=True))):
+        for _ in range(rng.poisson(R[k]*0.3)):
+            out.append((zc + rng.uniform(-2.5, 2.5), rng.uniform(-S.rh - 8, S.rh + 8), fn, dict(view='side', **kw), rng.random() < 0.5))
+    for _ in range(n('crossing')):
+        out.append((S.cross[0] - rng.uniform(1.2, 3.8), rng.uniform(-S.rh, S.rh), _person, dict(view='side'), rng.random() < 0.5))
+
+def _place(st, S, rng) -> list:
+    "Sample one scene's objects as (z, X, draw function, kwargs, mirrored)."
+    R, out = st['rates'], []
+    n = lambda k: rng.poisson(R[k])
+    for f in (_place_traffic, _place_sidewalk, _place_kerb, _place_cross): f(R, S, rng, n, out)
     return out
+
 
 # %% ../nbs/01b_synth.ipynb #cd6e582f
 def _noise(rng, H, W, cell):
@@ -738,6 +788,8 @@ def _shade(cv, S, lab, ground, rng) -> np.ndarray:
     return img.astype(np.uint8)
 
 # %% ../nbs/01b_synth.ipynb #ad478700
+_ENLARGED = (_person, _bicycle, _motorcycle, _pole, _static)   # drawn `obj_scale` times life size
+
 def render_scene(style,  # a style dict, or a domain name from `STYLES`
                  size,   # (H, W) in pixels
                  rng:np.random.Generator, # all randomness of the scene comes from here
@@ -756,7 +808,9 @@ def render_scene(style,  # a style dict, or a domain name from `STYLES`
     for z, X, fn, kw, flip in sorted(_place(st, S, rng), key=lambda o: -o[0]):
         x = S.x(X, z)
         if z < 1.5 or not -5*S.f/z - 2 < x < S.W + 5*S.f/z + 2: continue   # behind us or well outside the view
-        fn(S.local(cv, X, z, flip), cv, rng, **kw)
+        L = S.local(cv, X, z, flip)
+        if fn in _ENLARGED: L.s *= st['obj_scale']
+        fn(L, cv, rng, **kw)
     if rng.random() < st['ego_hood']:
         hh = rng.uniform(0.07, 0.12)*H
         _disc(cv.P, W/2, H + 3*W - hh, 1.2*W, 3*W, cv.part(EGO, cv.pick('hood')))
@@ -765,8 +819,9 @@ def render_scene(style,  # a style dict, or a domain name from `STYLES`
                 inst=np.take(np.asarray(cv.inst, np.uint16), cv.P), lane=np.take(np.asarray(cv.lane, bool), cv.P))
 
 # %% ../nbs/01b_synth.ipynb #c1084258
-RENDER_VERSION = 2   # bump whenever a change to the drawing code changes the pictures: it invalidates every cache
-# (tests/test_synth.py pins a fingerprint per version; 2: version 1's pictures changed without a bump)
+RENDER_VERSION = 3   # bump whenever a change to the drawing code changes the pictures: it invalidates every cache
+# (tests/test_synth.py pins a fingerprint per version; 2: version 1's pictures changed without a bump;
+#  3: the calibrated miniature: people, two-wheelers and poles 1.5x life size, rarer classes more frequent)
 DOMAINS = tuple(STYLES)
 NTHU_CITY = dict(synth_nthu_rome='Rome', synth_nthu_rio='Rio', synth_nthu_tokyo='Tokyo', synth_nthu_taipei='Taipei')
 LAYOUT = dict(synth_gta5='gta5', synth_synthia='synthia', synth_cityscapes='cityscapes', **{d: 'nthu' for d in NTHU_CITY})
@@ -934,16 +989,11 @@ def _install(tmp:Path, final:Path):
     final.rename(old); tmp.rename(final); shutil.rmtree(old)
 
 # %% ../nbs/01b_synth.ipynb #10e1b910
-@contextlib.contextmanager
-def _lock(root:Path):
-    "Hold an exclusive lock on `root/.synth_render.lock` (POSIX; elsewhere no lock)."
+def _lock(root:Path) -> FileLock:
+    "An exclusive lock on `root/.synth_render.lock`, held by one render at a time (the `filelock` library)."
     root.mkdir(parents=True, exist_ok=True)
-    try: import fcntl
-    except ImportError: yield; return
-    with open(root/'.synth_render.lock', 'w') as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(f, fcntl.LOCK_UN)
+    return FileLock(root/'.synth_render.lock')
+
 
 # %% ../nbs/01b_synth.ipynb #1180d960
 def _render(root:Path, domains, size, counts, seed, workers):

@@ -143,3 +143,24 @@ def test_source_training_size_mismatch(tmp_path, one_thread):
         assert metas[policy]['n_train'] == n
         assert 'synth_gta5/val' in metas[policy]['evals']  # scored under the same policy after training
         assert metas[policy]['size_mismatch'] == {'policy': policy, 'pairs': [[str(tmp_path/'synth_gta5'/'images'/'00003.png'), str(bad)]]}
+
+
+# The committed pretraining-world backbone (the miniature's ImageNet weights): file -> sha256, as recorded in
+# results/calibration/README.md with the command and seed that regenerate it.
+BACKBONE_SHA256 = {'small_backbone.pt': 'd9e3257cdc5640bab81c0134f0aee0ff76bde348805fc304cc07f2af872ac84e'}
+
+
+def test_committed_backbone_hash_and_command(tmp_path, one_thread):
+    "The committed backbone is the recorded one, loads into the default SmallSegNet, and its command still runs (3 steps)."
+    path = models.EMBEDDED_BACKBONE
+    assert path.stat().st_size <= 5 * 2**20, f"{path} is over 5 MB"
+    from sfda_nb.core import sha256_file
+    assert sha256_file(path) == BACKBONE_SHA256[path.name], "the committed backbone changed: record its new sha256 and command"
+    info = models.load_backbone(models.build_model('small', 19), path)
+    assert info['config']['seed'] == 0 and info['render_version'] >= 3
+    assert models.resolve_pretrained(models.SourceConfig()) == path   # the default source model starts from it
+    out = tmp_path/'bb.pt'
+    r = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'pretrain.py'), str(out), 'iters=3', 'batch_size=2',
+                        'size=[32,64]', 'threads=1', 'seed=0'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert 'sha256' in r.stdout and out.exists()

@@ -51,7 +51,8 @@ def test_concurrent_callers_share_one_render(tmp_path, one_thread):
 
 # RENDER_VERSION -> sha256 of `_fingerprint()`. A cache (rendered benchmark, cached source model) is keyed by the
 # version, not by the drawing code, so a change to the pictures without a bump would silently reuse stale caches.
-RENDER_FINGERPRINTS = {2: 'cb18816d1d98741693c75774bc91456e352588fd427dc3c32b5697fbd0d9b6f6'}
+RENDER_FINGERPRINTS = {2: 'cb18816d1d98741693c75774bc91456e352588fd427dc3c32b5697fbd0d9b6f6',
+                      3: 'cfc0fa25e07b131624ddfcf240e2d3897ea754ccc40a36b878d7239c2571bfe4'}
 
 def _fingerprint(tmp) -> str:
     "One small scene per domain and split, written in its real encoding and read back as pixels."
