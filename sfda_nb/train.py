@@ -594,8 +594,9 @@ class Checkpoint(Callback):
     def after_step(self, run, out):
         if not self.every or run.a.it % self.every: return
         check_finite(run)
-        if not torch.stack([p.isfinite().all() for p in models.unwrap(run.a.student).parameters()]).all():  # a finite loss, an overflowing step
-            raise NonFiniteLoss(f"non-finite student weights after iteration {run.a.it - 1} of run {run.out_dir}; stopped before saving: "
+        state = [t for t in models.unwrap(run.a.student).state_dict().values() if t.is_floating_point()]  # weights and BN statistics
+        if not torch.stack([t.isfinite().all() for t in state]).all():  # a finite loss, an overflowing step
+            raise NonFiniteLoss(f"non-finite student weights after iteration {run.a.it - 1} of run {run.out_dir} (parameters or BatchNorm statistics); stopped before saving: "
                                 f"the last good resumable state is {run.out_dir/'state.pt'}. Lower lr.")
         if run.is_main: save_checkpoint(state_dict(run), run.out_dir/'state.pt', overwrite=True)
 
