@@ -102,7 +102,7 @@ class SmallSegNet(nn.Module):
         self.head = ASPPSum(feat_dim, num_classes, rates)
         self.decoder = SkipDecoder(2 * w, num_classes, decoder) if decoder else None
         for m in self.modules():
-            if isinstance(m, nn.Conv2d) and not any(m is c for c in self.head.convs) and m.weight.abs().sum() > 0:
+            if isinstance(m, nn.Conv2d) and not any(m is c for c in self.head.convs) and (m.weight.is_meta or m.weight.abs().sum() > 0):  # meta: shapes only
                 nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
 
     def _encode(self, x):
