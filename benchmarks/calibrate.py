@@ -54,11 +54,12 @@ def table(setting, out:Path):
     for r, m in ms.items():
         miou, iou, best = numbers(m, ROWS[r][1])
         rows.append({'row': r, 'seed': m['seed'], 'miou': round(miou, 2), 'best': round(best, 2), 'gap_closed_pct': round(gap(miou), 1),
-                     'report': m['report'], 'iters': m['config']['iters'], 'lr': m['config']['lr'], 'seconds': round(m['seconds']),
+                     'report': m['report'], 'seconds': round(m['seconds']),   # the loop's settings only where a loop ran
+                     'iters': m['config']['iters'] if ROWS[r][1] == 'headline' else None, 'lr': m['config']['lr'] if ROWS[r][1] == 'headline' else None,
                      **{n: (None if iou[n] is None else round(iou[n], 1)) for n in names}})
     mt = [x['miou'] for x in rows if x['row'].startswith('mt_threshold')]
     from sfda_nb import synth
-    cfg = ms['source_only']['config']
+    cfg = next((m for r, m in ms.items() if ROWS[r][1] == 'headline'), ms['source_only'])['config']   # a loop row's settings
     summary = dict(source=SETTINGS[setting][0], target=SETTINGS[setting][1], protocol=ms['source_only']['protocol'],
                    render_version=synth.RENDER_VERSION, source_sha256=ms['source_only']['source_ckpt']['sha256'],
                    oracle_sha256=ms['oracle']['source_ckpt']['sha256'], source_iters=cfg['source_iters'],
@@ -74,7 +75,8 @@ def table(setting, out:Path):
         w = csv.DictWriter(f, list(rows[0])); w.writeheader(); w.writerows(rows)
     md = [f"## {SETTINGS[setting][0]} → {SETTINGS[setting][1]} ({ms['source_only']['protocol']})", '',
           '| row | seed | mIoU | best | % of gap closed | iters | lr |', '| --- | --- | --- | --- | --- | --- | --- |']
-    md += [f"| {x['row']} | {x['seed']} | {x['miou']:.1f} | {x['best']:.1f} | {x['gap_closed_pct']:.0f} | {x['iters']} | {x['lr']:g} |" for x in rows]
+    na = lambda v, f: '-' if v is None else format(v, f)
+    md += [f"| {x['row']} | {x['seed']} | {x['miou']:.1f} | {x['best']:.1f} | {x['gap_closed_pct']:.0f} | {na(x['iters'], 'd')} | {na(x['lr'], 'g')} |" for x in rows]
     md += ['', '| class | ' + ' | '.join(x['row'] for x in rows) + ' |', '| --- |' + ' --- |'*len(rows)]
     md += [f"| {n} | " + ' | '.join('n/a' if x[n] is None else f"{x[n]:.1f}" for x in rows) + ' |' for n in names]
     md += ['', _checks(summary, rows, names, gap)]
@@ -101,13 +103,32 @@ def _checks(s, rows, names, gap) -> str:
         out.append(f"| mt_threshold (no mix, mean of {s['n_mt']} seeds) ≥ AdaBN + 3 | {d:+.1f} points | {'yes' if d >= 3 else 'no'} |")
     return '\n'.join(out)
 
+def probes(setting, out:Path):
+    "Write <setting>_probes.md: every tagged run (row + tag: the loop settings tried before choosing), measured, with its overrides."
+    from sfda_nb import train
+    base = train.TrainConfig()
+    keys = ('lr', 'iters', 'optimizer', 'weight_decay', 'head_lr_mult', 'crop', 'student_bn')
+    md = [f"## Loop settings tried on {SETTINGS[setting][0]} → {SETTINGS[setting][1]} (same data and source model)", '',
+          'Folders named row + tag; `_noscale` (target stream not rescaled) and `_noaug` (no strong augmentation) are the',
+          'probes of benchmarks/probes/loop_noscale.py and loop_noaug.py. Teacher and student: last evaluation.', '',
+          '| run | overrides | teacher | student |', '| --- | --- | --- | --- |']
+    for d in sorted(work_dir(setting).iterdir()):
+        row = next((r for r in ROWS if d.name.startswith(r) and d.name != r), None)
+        if row is None or not (d/'metrics.json').exists(): continue
+        m = json.loads((d/'metrics.json').read_text())
+        over = {k: m['config'][k] for k in keys if m['config'][k] != json.loads(json.dumps(getattr(base, k)))}
+        f = lambda k: '-' if not m.get(k) else f"{m[k]['last']:.1f}"
+        md.append(f"| {d.name} | `{json.dumps(over)}` | {f('teacher')} | {f('student')} |")
+    (out/f'{setting}_probes.md').write_text('\n'.join(md) + '\n')
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('cmd', choices=('all', 'run', 'table')); p.add_argument('row', nargs='?')
+    p.add_argument('cmd', choices=('all', 'run', 'table', 'probes')); p.add_argument('row', nargs='?')
     p.add_argument('--setting', default='gta5', choices=sorted(SETTINGS)); p.add_argument('--jobs', type=int, default=2)
     p.add_argument('--loop', default='{}'); p.add_argument('--out', default='results/calibration')
     p.add_argument('--rows', default=','.join(ROWS)); p.add_argument('--tag', default='')
     a = p.parse_args(); loop = json.loads(a.loop)
+    if a.cmd == 'probes': probes(a.setting, Path(a.out)); return
     if a.cmd == 'run':
         m = run_row(a.row, a.setting, loop, a.tag)
         print('ROW', a.row + a.tag, loop, round(numbers(m, ROWS[a.row][1])[0], 2), flush=True); return
