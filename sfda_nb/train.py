@@ -43,7 +43,7 @@ class TrainConfig:
     arch: str = 'small'  # model architecture for a source model trained here: small | deeplabv2_r101
     source_ckpt: str = ''  # source checkpoint path; empty: train (and cache) one on the embedded source
     source_iters: int = 600  # iterations for a source (or oracle) model trained here
-    lr: float = 1e-4  # student learning rate (backbone; the head gets head_lr_mult x)
+    lr: float = 1e-3  # student learning rate (backbone; the head gets head_lr_mult x); chosen by the calibration's method-agnostic runs
     head_lr_mult: float = 1.0  # head learning-rate multiplier
     optimizer: str = 'sgd'  # sgd (momentum 0.9) | adamw
     weight_decay: float = 5e-4  # weight decay
