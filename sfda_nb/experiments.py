@@ -317,8 +317,8 @@ def sweep(runs,  # `RunSpec`s
 
 # %% ../nbs/07_experiments.ipynb #9130c014
 def _last_eval(m:dict, model:str) -> Optional[dict]:
-    "The last evaluation dict of 'teacher' | 'student' | 'source'."
-    if model == 'source': return m.get('source_only')
+    "The last evaluation dict of 'teacher' | 'student' | 'source' | 'oracle' (a run that starts from a model it does not adapt)."
+    if model in ('source', 'oracle'): return m.get('source_only' if model == 'source' else 'oracle')
     hist = [e for e in m.get('history') or [] if model in e]
     return hist[-1][model] if hist else None
 
