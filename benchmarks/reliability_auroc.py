@@ -33,7 +33,7 @@ def main():
     for r in map(Path, a.runs):
         scores, ok, m = run_scores(r, a.max_images)
         t = viz.auroc_table(scores, ok).reset_index()
-        t.insert(0, 'run', r.name); t.insert(1, 'seed', m['seed']); t['pseudo-label accuracy'] = ok.mean()
+        t.insert(0, 'run', r.parent.name if r.name == 'out' else r.name); t.insert(1, 'seed', m['seed']); t['pseudo-label accuracy'] = ok.mean()
         rows.append(t); print(t.to_string(index=False), flush=True)
     df = pd.concat(rows, ignore_index=True)
     mean = df.groupby('score', sort=False)[['auroc', 'mean | right', 'mean | wrong']].agg(['mean', 'std'])
