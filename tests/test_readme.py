@@ -12,3 +12,11 @@ def test_readme_two_commands_exist_in_run_sh():
     assert cmds[:2] == ['demo', 'test']
     run_sh = (ROOT/'run.sh').read_text()
     for c in cmds: assert f'\n  {c})' in run_sh, c
+
+def test_readme_figures_come_from_result_files():
+    "The README's measured figures are placeholders filled from committed results (tools/make_readme.py), never typed in."
+    import json
+    src = ''.join(''.join(c['source']) for c in json.loads((ROOT/'nbs'/'index.ipynb').read_text())['cells'])
+    for key in ('results/demo.json:seconds.total', 'results/demo.json:miou.stvm', 'results/calibration/gta5_summary.json:oracle'):
+        assert '{{' + key in src, key
+    assert '{{' not in (ROOT/'README.md').read_text()
