@@ -200,11 +200,13 @@ LABELS = Registry('labels')
 @LABELS.register('teacher')
 class TeacherLabels(Strategy):
     "The teacher's argmax: the pseudo-label."
+    reads_labels = False  # the loop copies the batch's labels to the device only for a strategy that reads them
     def __call__(self, t:Teacher, y): return t.pseudo
 
 @LABELS.register('ground_truth')
 class GroundTruth(Strategy):
     "The target's own labels (the loop oracle, a control: no SFDA method may use them)."
+    reads_labels = True
     def __call__(self, t:Teacher, y):
         if y is None: raise ValueError("the loop oracle needs the target's labels, and this batch has none")
         return y
@@ -460,7 +462,8 @@ def next_batch(run:Run) -> tuple:
     b = next(run.stream)
     x = b['img'].to(run.device, non_blocking=True).float().div_(255)
     if run.cfg.channels_last: x = x.contiguous(memory_format=torch.channels_last)
-    return x, (b['label'].to(run.device, non_blocking=True) if bool(b['has_label'].all()) else None)
+    if not (run.a.labels.reads_labels and bool(b['has_label'].all())): return x, None  # SFDA never reads them
+    return x, b['label'].to(run.device, non_blocking=True)
 
 def fit(run:Run):
     "The loop: next batch → `adapt_step` → callbacks, until `warmup + iters` steps are done."
