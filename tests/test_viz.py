@@ -363,3 +363,15 @@ def test_build_docs_never_calls_the_quarto_installer(tmp_path):
     for bad in ('Quarto is not installed', 'Cancelled', 'sudo', 'quarto-linux', 'Installing or upgrading quarto'):
         assert bad not in out, f'{bad!r} in the output of tools/build_docs.sh:\n{out[-3000:]}'
     assert (tmp_path/'html'/'index.html').exists()
+
+
+def test_docs_processing_runs_on_every_notebook():
+    """nbdev's docs processing executes every cell that has an import (and every exported cell), out of order with the rest:
+    a cell that mixes an import with code using an earlier cell's names fails there, and only there (CI runs it too)."""
+    env = {**os.environ, 'DOCS_PROC_ONLY': '1', 'OMP_NUM_THREADS': '1',
+           'PATH': os.pathsep.join(p for p in os.environ['PATH'].split(os.pathsep) if not (Path(p)/'quarto').exists())}
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(['bash', 'tools/build_docs.sh'], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-4000:]
+    assert 'Found cells containing imports and other code' not in out, out[-4000:]

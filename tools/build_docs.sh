@@ -18,7 +18,8 @@
 # would call sudo and a download).
 #
 # Environment: DOCS_OUT (output folder, default _docs/html), DOCS_FLAGS (flags to run as well, e.g. "slow"),
-# DOCS_TIMEOUT (seconds per cell, default 600), DOCS_EXEC=0 (do not execute: API docs and prose only).
+# DOCS_TIMEOUT (seconds per cell, default 600), DOCS_EXEC=0 (do not execute: API docs and prose only),
+# DOCS_PROC_ONLY=1 (only step 1: the check CI and the tests run, that nbdev's processing succeeds on every notebook).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=$(command -v python3); fi
@@ -41,6 +42,7 @@ else  # only the chosen chapters, e.g. 06_viz -> '^(06_viz)\.ipynb$'
   echo "== nbdev-proc-nbs --file-re '$re'"
   proc_nbs "$re"
 fi
+if [ "${DOCS_PROC_ONLY:-0}" = 1 ]; then echo "== nbdev-proc-nbs done (DOCS_PROC_ONLY=1)"; exit 0; fi
 
 echo "== offline HTML"
 exec "$PY" - "$@" <<'PYEOF'
