@@ -900,13 +900,19 @@ def _job(args):
     return domain, split, encode_sample(domain, split, render_scene(STYLES[domain], size, rng), Path(dst), i)
 
 # %% ../nbs/01b_synth.ipynb #be37c2c3
-def _run_jobs(jobs, workers):
-    "Run the jobs, in `workers` processes when there is more than one."
-    if workers <= 1 or len(jobs) < 2 or mp.current_process().daemon:   # a pool's worker may not start processes
-        return [_job(j) for j in jobs]
-    ctx = mp.get_context('fork' if 'fork' in mp.get_all_start_methods() else 'spawn')
-    with ctx.Pool(min(workers, len(jobs))) as pool:
-        return pool.map(_job, jobs, chunksize=max(1, len(jobs)//(workers*16)))
+def _run_jobs(jobs, workers, progress:bool=False):
+    "Run the jobs, in `workers` processes when there is more than one, with a tqdm bar counting images when `progress`."
+    from tqdm.auto import tqdm
+    with tqdm(total=len(jobs), desc='render', unit='img', disable=not progress, mininterval=1) as bar:
+        def counted(results):
+            out = []
+            for r in results: out.append(r); bar.update(1)
+            return out
+        if workers <= 1 or len(jobs) < 2 or mp.current_process().daemon:   # a pool's worker may not start processes
+            return counted(map(_job, jobs))
+        ctx = mp.get_context('fork' if 'fork' in mp.get_all_start_methods() else 'spawn')
+        with ctx.Pool(min(workers, len(jobs))) as pool:
+            return counted(pool.imap(_job, jobs, chunksize=max(1, len(jobs)//(workers*64))))
 
 # %% ../nbs/01b_synth.ipynb #196397eb
 def resolve_counts(counts=None, # None, an int, or {domain: int | {split: int}}
@@ -996,7 +1002,7 @@ def _lock(root:Path) -> FileLock:
 
 
 # %% ../nbs/01b_synth.ipynb #1180d960
-def _render(root:Path, domains, size, counts, seed, workers):
+def _render(root:Path, domains, size, counts, seed, workers, progress=False):
     for d in domains: _check_replaceable(domain_dir(root, d))          # refuse before doing any work
     tmps, jobs = {}, []
     try:
@@ -1006,7 +1012,7 @@ def _render(root:Path, domains, size, counts, seed, workers):
             tmp.mkdir(); (tmp/_PARTIAL).touch()
             jobs += [(d, s, i, size, seed, str(tmp)) for s in SPLITS[d] for i in range(counts[d][s])]
         hists = {d: {s: np.zeros(20, np.int64) for s in SPLITS[d]} for d in domains}
-        for d, s, h in _run_jobs(jobs, workers): hists[d][s] += h
+        for d, s, h in _run_jobs(jobs, workers, progress): hists[d][s] += h
         for d in domains:                                                # the manifest last: it marks completion
             m = dict(generator='sfda_nb.synth', **_settings(d, size, counts[d], seed), classes=CLASSES19 + ['ignore'],
                      class_pixels={s: hists[d][s].tolist() for s in SPLITS[d]})
@@ -1024,22 +1030,23 @@ def render_benchmark(root=None,           # data root; default `core.default_dat
                      seed:int=0,          # everything is determined by it
                      domains=None,        # which domains (default: all of `DOMAINS`)
                      workers:int=2,       # rendering processes
+                     progress:bool=True,  # a progress bar counting the images (on stderr)
                     ) -> dict:
     "Render the embedded benchmark (always, replacing earlier renders) and return {domain: folder}."
     domains, size, counts = _check_args(size, counts, seed, domains, workers)
     root = Path(root) if root is not None else default_data_root()
-    with _lock(root): _render(root, domains, size, counts, seed, workers)
+    with _lock(root): _render(root, domains, size, counts, seed, workers, progress)
     return {d: domain_dir(root, d) for d in domains}
 
 # %% ../nbs/01b_synth.ipynb #c5cb2509
-def ensure_benchmark(root=None, size=DEFAULT_SIZE, counts=None, seed:int=0, domains=None, workers:int=2) -> dict:
+def ensure_benchmark(root=None, size=DEFAULT_SIZE, counts=None, seed:int=0, domains=None, workers:int=2, progress:bool=True) -> dict:
     "Like `render_benchmark`, but render only the domains whose settings changed since their last render."
     domains, size, counts = _check_args(size, counts, seed, domains, workers)
     root = Path(root) if root is not None else default_data_root()
     with _lock(root):
         stale = [d for d in domains
                  if (read_manifest(domain_dir(root, d)) or {}).get('hash') != _settings(d, size, counts[d], seed)['hash']]
-        if stale: _render(root, stale, size, counts, seed, workers)
+        if stale: _render(root, stale, size, counts, seed, workers, progress)
     return {d: domain_dir(root, d) for d in domains}
 
 # %% ../nbs/01b_synth.ipynb #55558b10

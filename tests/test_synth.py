@@ -77,3 +77,15 @@ def test_rendered_pictures_match_render_version(tmp_path):
         f"the renderer now writes other pictures or labels than RENDER_VERSION={synth.RENDER_VERSION} did (fingerprint {fp}): "
         f"bump synth.RENDER_VERSION, which invalidates every rendered benchmark and cached source model, and record the new "
         f"fingerprint in RENDER_FINGERPRINTS")
+
+
+@pytest.mark.parametrize('workers', [1, 2])
+def test_rendering_shows_a_progress_bar(tmp_path, capsys, workers):
+    "Rendering counts its images on stderr (it runs for tens of seconds at the default size); progress=False is silent."
+    ensure_benchmark(tmp_path, size=(32, 64), counts=2, domains=('synth_gta5', 'synth_cityscapes'), workers=workers)
+    err = capsys.readouterr().err
+    n = 2 + 2*2  # synth_gta5: train; synth_cityscapes: train, val
+    assert 'render' in err and f'{n}/{n}' in err, err
+    ensure_benchmark(tmp_path/'quiet', size=(32, 64), counts=2, domains='synth_gta5', progress=False)
+    test_err = capsys.readouterr().err
+    assert 'render' not in test_err, test_err
