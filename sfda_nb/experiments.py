@@ -767,7 +767,8 @@ def main(argv=None) -> list:
     dest = project_root()/'results'/a.name if a.results is None else (Path(a.results) if a.results else None)
     if dest is not None and len(df):
         cmd = 'python -m sfda_nb.cli sweep ' + ' '.join(sys.argv[2:] if argv is None else list(argv))
-        export(df, dest, f'Sweep `{a.name}`', f'Made by `{cmd.strip()}` from the runs in `{sw.dir}`.')
+        here = lambda s: str(s).replace(f'{project_root()}/', '')  # committed tables name no machine path
+        export(df, dest, f'Sweep `{a.name}`', f'Made by `{here(cmd).strip()}` from the runs in `{here(sw.dir)}`.')
         print(f"tables written to {dest}")
         for name, t in tables(df).items():
             if not name.startswith('detail'): print(f'\n{name}\n{fmt_table(t).to_string()}')
