@@ -101,12 +101,14 @@ def grid(sources,  # source domain(s)
          mix=('auto',),  # mix override(s) (ablation)
          seeds=(0,),  # seed(s)
          **fixed) -> list:  # parameters shared by every run
-    "Every (source, target, method, reliability, mix, seed) combination as a `RunSpec`."
+    "Every (source, target, method, reliability, mix, seed) combination as a `RunSpec` (a method undefined on a target is left out)."
+    from sfda_nb import train
     clash = sorted(set(fixed) & {'source', 'target', 'method', 'reliability', 'mix', 'seed'})
     if clash: raise ConfigError(f"{clash} are grid axes; pass them as grid arguments, not as fixed parameters")
     runs = []
     for s, t, m, r, x, seed in itertools.product(*map(_as_list, (sources, targets, methods, reliability, mix, seeds))):
         if s == t or (m == 'source_only' and (r, x) != ('auto', 'auto')): continue
+        if m in train.METHODS and not train.defined_on(m, t): continue  # no oracle on a target without labelled train split
         p = _jsonable(dict(source=s, target=t, method=m, reliability=r, mix=x, seed=int(seed), **fixed))
         runs.append(RunSpec(run_id(p), p))
     return unique_runs(runs)

@@ -21,10 +21,10 @@ from . import data, models, metric, classmix, predict
 __all__ = ['RELIABILITY', 'OBJECTIVES', 'LABELS', 'METHODS', 'CHOICES', 'STATE_FORMAT', 'RESUME_FREE', 'TrainConfig', 'Field',
            'config_fields', 'parameters_cell', 'Context', 'Teacher', 'Reliability', 'NoReliability',
            'ThresholdReliability', 'ConfidenceReliability', 'MetricReliability', 'weighted_ce', 'PseudoCE', 'Entropy',
-           'BNStats', 'TeacherLabels', 'GroundTruth', 'Method', 'Plan', 'load_plugins', 'resolve', 'bn_affine',
-           'make_optimizer', 'Update', 'ScaledUpdate', 'Adaptation', 'precision', 'build_adaptation', 'StepOutput',
-           'teacher_view', 'adapt_step', 'Local', 'Run', 'next_batch', 'fit', 'Callback', 'PolyLR', 'score',
-           'evaluate_pair', 'Evaluate', 'NonFiniteLoss', 'NanGuard', 'check_finite', 'JsonLog', 'state_dict',
+           'BNStats', 'TeacherLabels', 'GroundTruth', 'Method', 'Plan', 'defined_on', 'load_plugins', 'resolve',
+           'bn_affine', 'make_optimizer', 'Update', 'ScaledUpdate', 'Adaptation', 'precision', 'build_adaptation',
+           'StepOutput', 'teacher_view', 'adapt_step', 'Local', 'Run', 'next_batch', 'fit', 'Callback', 'PolyLR',
+           'score', 'evaluate_pair', 'Evaluate', 'NonFiniteLoss', 'NanGuard', 'check_finite', 'JsonLog', 'state_dict',
            'load_state', 'Checkpoint', 'Progress', 'run_dir', 'stored_config', 'check_out_dir', 'source_model',
            'open_target', 'prepare', 'summarize', 'save_run', 'run']
 
@@ -225,6 +225,8 @@ class Method:
     control: bool = False  # a calibration control, not a row of the results tables (sweeps leave it out unless named)
     @property
     def adapts(self) -> bool: return self.reliability is not None
+    @property
+    def learns_target_labels(self) -> bool: return self.model == 'target' or LABELS[self.labels].reads_labels
 
 METHODS = {  # name -> preset, in the row order of the results tables
     'source_only': Method(),
@@ -250,6 +252,10 @@ CHOICES = {  # the other string parameters and their valid values
     'amp': ('none', 'bf16', 'fp16'), 'optimizer': ('sgd', 'adamw'), 'mocm_mode': ('sample', 'top'),
     'size_mismatch': data.SIZE_MISMATCH, 'metric_loss': tuple(metric.METRIC_LOSSES)}
 
+def defined_on(method:str, target:str) -> bool:
+    "Whether `method` is defined on `target`: a method that learns from the target's labels needs its labelled train split."
+    return not METHODS[method].learns_target_labels or 'train' in data.dataset_spec(target).labelled
+
 def _choose(name, val, valid):
     if val not in valid: raise ConfigError(f"unknown {name} {val!r}; valid choices: {sorted(valid)}")
     return val
@@ -268,6 +274,9 @@ def resolve(cfg:TrainConfig) -> Plan:
     rel = RELIABILITY.check(cfg.reliability) if cfg.reliability != 'auto' and m.adapts else m.reliability
     mix = classmix.MIXERS.check(cfg.mix) if cfg.mix != 'auto' and m.adapts else m.mix
     for name in (cfg.source, cfg.target): data.dataset_spec(name)
+    if not defined_on(cfg.method, cfg.target):
+        raise ConfigError(f"method={cfg.method!r} learns from {cfg.target}'s labelled train split, and {cfg.target} is labelled "
+                          f"only on {list(data.dataset_spec(cfg.target).labelled)}: it has no oracle (nor has the real dataset)")
     for k, valid in CHOICES.items(): _choose(k, getattr(cfg, k), valid)
     if cfg.iters < 0 or cfg.batch_size < 1: raise ConfigError(f"iters={cfg.iters} and batch_size={cfg.batch_size} must be at least 0 and 1")
     if cfg.source_ckpt and not Path(cfg.source_ckpt).is_file(): raise ConfigError(f"source_ckpt {cfg.source_ckpt} does not exist")
