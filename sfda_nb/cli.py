@@ -51,7 +51,8 @@ def report(ms:dict, cfg, seconds:float, oracle:Optional[dict]=None) -> str:
     src, orc = (first.get('source_only') or {}).get('miou'), (oracle or {}).get('miou')
     if src is None:  # an unlabelled target: nothing to score, the label-free diagnostics instead
         return '\n'.join([f"{cfg.source} -> {cfg.target}: no labels, no mIoU; label-free diagnostics:",
-                          *(f"  {n}: {json.dumps(m.get('diagnostics'))}" for n, m in ms.items()), f"  run folder   {first['out_dir']}"])
+                          *(f"  {n}: {json.dumps(m.get('diagnostics'))}" for n, m in ms.items()),
+                          *(f"  run folder   {m['out_dir']}   ({n})" for n, m in ms.items())])
     rows = [f"{cfg.source} -> {cfg.target} ({first['protocol']}), {cfg.iters} iterations, seed {cfg.seed}",
             f"  {'model':<12} {'mIoU':>5}   {'gap closed' if orc is not None else ''}",
             f"  {'source-only':<12} {src:5.1f}   {gap(src, src, orc)}"]
@@ -61,7 +62,7 @@ def report(ms:dict, cfg, seconds:float, oracle:Optional[dict]=None) -> str:
         rows.append(f"  {name:<12} {m['miou']:5.1f}   {gap(m['miou'], src, orc)}   ({m['report']}, last evaluation{best})")
     rows.append(f"  {'oracle':<12} {orc:5.1f}   {gap(orc, src, orc)}   (stored in {oracle['file']}, not re-run)" if orc is not None
                 else "  oracle       not stored for this setting and render version (run it: --method oracle)")
-    rows += [f"  run folder   {first['out_dir']}", f"  wall time    {seconds:.0f} s"]
+    rows += [f"  run folder   {m['out_dir']}   ({name})" for name, m in ms.items()] + [f"  wall time    {seconds:.0f} s"]
     return '\n'.join(rows)
 
 # %% ../nbs/09_cli.ipynb #32aef86c

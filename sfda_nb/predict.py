@@ -280,7 +280,7 @@ def export_model(ckpt,  # a run's teacher.pt (or any checkpoint `load_predictor`
     return out
 
 # %% ../nbs/10_predict.ipynb #8b888be3
-def _accumulate(acc:dict, out, src, size, learner) -> None:
+def _accumulate(acc:dict, out, src, size, reliability) -> None:
     prob = torch.softmax(upsample(out.logits.float(), size), 1)
     conf, ids = prob.max(1)
     sids = upsample(src.logits.float(), size).argmax(1)
@@ -289,7 +289,9 @@ def _accumulate(acc:dict, out, src, size, learner) -> None:
     acc['src_hist'] += torch.bincount(sids.flatten(), minlength=C).double().cpu()
     acc['changed'] += int((ids != sids).sum()); acc['conf'] += float(conf.double().sum())
     acc['pixels'] += ids.numel(); acc['n'] += len(ids)
-    if learner is not None: acc['rel'] += float(learner.reliability(out.feats, ids).double().sum())
+    if reliability is not None:
+        from sfda_nb.train import Teacher  # (train imports this module)
+        acc['rel'] += float(reliability(Teacher(out.feats.float(), prob, conf, ids)).double().sum())
 
 def _diag_summary(acc:dict, protocol, has_rel:bool) -> dict:
     P, p = max(acc['pixels'], 1), data.get_protocol(protocol)
@@ -306,7 +308,7 @@ def label_free_diagnostics(model:nn.Module,  # the adapted model (teacher)
                            loader,  # yields {'img': uint8 N×3×H×W} (labels unused)
                            protocol,  # the run's protocol (class names)
                            device='cpu',
-                           learner=None,  # the run's metric learner: mean reliability (None: not reported)
+                           reliability=None,  # a reliability strategy of train (weights from a `Teacher`): its mean (None: not reported)
                            max_images:int=0) -> dict:  # 0: every image
     "Mean confidence and reliability, class shares vs the source model's, and the share of changed pixels (all in %)."
     dev = torch.device(device)
@@ -318,20 +320,19 @@ def label_free_diagnostics(model:nn.Module,  # the adapted model (teacher)
             x = batch['img'].to(dev)
             x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
             if max_images: x = x[:max_images - acc['n']]
-            _accumulate(acc, model(x), source(x), x.shape[-2:], learner)
+            _accumulate(acc, model(x), source(x), x.shape[-2:], reliability)
             if max_images and acc['n'] >= max_images: break
     finally:
         for m, t in modes: m.train(t)
-    return _diag_summary(acc, protocol, learner is not None)
+    return _diag_summary(acc, protocol, reliability is not None)
 
 def run_diagnostics(run) -> dict:
     "`label_free_diagnostics` of a `train.Run`: its teacher against the source checkpoint it started from, on its held-out split."
     src, _ = models.load_any(run.source_info['path'], device=run.device)
     teacher = models.unwrap(run.a.teacher)
     teacher = getattr(teacher, 'model', teacher)  # an EMATeacher holds the network
-    rel = run.a.strategies().get('reliability')
     return label_free_diagnostics(teacher, src, run.eval_loader, run.protocol, run.device,
-                                  getattr(rel, 'learner', None), run.cfg.eval_max_images)
+                                  run.a.strategies().get('reliability'), run.cfg.eval_max_images)  # the run's own, whichever it is
 
 # %% ../nbs/10_predict.ipynb #cc6fa22f
 def _size_arg(s:Optional[str]):
