@@ -21,18 +21,18 @@ from IPython import get_ipython
 from IPython.display import display
 from fastcore.basics import patch
 
-from .core import IGNORE, upsample, load_checkpoint, get_device
+from .core import IGNORE, ConfigError, upsample, load_checkpoint, get_device, default_data_root
 from . import data, metric, models
 from .data import colorize, palette_of  # one home for label pictures (chapter 01_data)
-from .train import Callback
+from .train import Callback, TrainConfig
 
 # %% auto #0
 __all__ = ['IGNORE_RGB', 'OTHER_RGB', 'PANELS', 'METRIC_FORMAT', 'WIDTHS', 'CURVES', 'LIVE_PANELS', 'LIVE_TRACES', 'to_np',
            'image_hwc', 'error_overlay', 'ImagePred', 'focus_mask', 'threshold_stats', 'focus_label', 'discard_colour',
-           'explorer_panels', 'Predictions', 'load_learner', 'read_metrics', 'ReliabilityExplorer', 'per_class_iou',
-           'per_class_iou_bars', 'pixel_scores', 'reliability_histograms', 'auroc_table', 'calibration',
-           'reliability_diagram', 'read_log', 'warmup_of', 'eval_series', 'training_curves', 'live_frontend',
-           'LiveView', 'live_figure', 'LogTail', 'finished_metrics']
+           'explorer_panels', 'Predictions', 'load_learner', 'read_metrics', 'ReliabilityExplorer', 'run_datasets',
+           'per_class_iou', 'per_class_iou_bars', 'pixel_scores', 'reliability_histograms', 'auroc_table',
+           'calibration', 'reliability_diagram', 'read_log', 'warmup_of', 'eval_series', 'training_curves',
+           'live_frontend', 'LiveView', 'live_figure', 'LogTail', 'finished_metrics']
 
 # %% ../nbs/06_viz.ipynb #b718724f
 def to_np(x) -> np.ndarray:
@@ -445,6 +445,44 @@ def render(self:ReliabilityExplorer):
 
 @patch
 def _ipython_display_(self:ReliabilityExplorer): display(self.box)
+
+# %% ../nbs/06_viz.ipynb #280af0c1
+def _run_target(out:Path) -> tuple:
+    "(target, config, protocol name) of a finished run, from its metrics.json."
+    m = read_metrics(out)
+    cfg = m.get('config')
+    if not isinstance(cfg, dict) or not cfg.get('target'):
+        raise ConfigError(f"{out/'metrics.json'} has no run config with a target: is {out} a folder written by train.run?")
+    return cfg['target'], cfg, m.get('protocol') or data.default_protocol(cfg.get('source', TrainConfig.source), cfg['target'])
+
+def run_datasets(out_dir,  # a finished run folder written by `train.run`
+                 splits=None) -> dict:  # target splits to open; None: the scored (or held-out) split, then train
+    "The target of a finished run, opened as the run opened it but in eval mode: a dict split → dataset."
+    out = Path(out_dir)
+    target, cfg, protocol = _run_target(out)
+    spec = data.dataset_spec(target)
+    splits = [s for s in dict.fromkeys((data.eval_split(target), 'train')) if s in spec.cls.splits] if splits is None else list(splits)
+    root = Path(cfg['data_root']) if cfg.get('data_root') else default_data_root()
+    kw = dict(root=root, protocol=protocol, mode='eval', size_mismatch=cfg.get('size_mismatch', TrainConfig.size_mismatch))
+    res = {}
+    for s in splits:
+        where = f"run {out} (its metrics.json says target={target!r}), split {s!r}"
+        try: res[s] = data.get_dataset(target, s, **kw)
+        except FileNotFoundError as e: raise FileNotFoundError(f"{where}: the target's images are gone: {e}") from None
+        except ValueError as e: raise (ConfigError if isinstance(e, ConfigError) else ValueError)(f"{where}: {e}") from None
+    return res
+
+# %% ../nbs/06_viz.ipynb #83a62a96
+@patch(cls_method=True)
+def from_run(cls:ReliabilityExplorer, out_dir,  # a finished run folder written by `train.run` (any target, a `folder:` one too)
+             splits=None,  # target splits to browse; None: the scored (or held-out) split, then train
+             device='auto',  # where to run the models
+             **kwargs) -> ReliabilityExplorer:  # passed on: class_names, palette, threshold, index
+    "The explorer on a finished run: its teacher, student and metric network over its target's splits."
+    datasets = run_datasets(out_dir, splits)  # first: a folder that is not a run, or whose images are gone, fails here
+    ex = cls(datasets, Predictions.from_run(out_dir, device), **kwargs)
+    ex.run_dir = Path(out_dir)
+    return ex
 
 # %% ../nbs/06_viz.ipynb #340f50ac
 def per_class_iou(m, which:str='teacher') -> tuple:

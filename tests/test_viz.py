@@ -1,6 +1,6 @@
 """Headless tests of sfda_nb.viz: drive the widgets as a user would (set a control's value) and check what
 the figures show; synthetic tensors and a tiny model, a few seconds in all."""
-import io, json, math, os, subprocess, threading, time
+import io, json, math, os, re, subprocess, threading, time
 from pathlib import Path
 from contextlib import redirect_stdout
 from types import SimpleNamespace
@@ -127,6 +127,49 @@ def test_predictions_from_run_round_trip(setup, tmp_path):
     np.testing.assert_allclose(a.rel, b.rel, atol=1e-5)
     np.testing.assert_array_equal(a.pseudo, b.pseudo)
     assert loaded.metrics['miou'] == 1.0 and loaded.protocol == 'cs19'
+
+
+def test_explorer_on_a_folder_run(tmp_path):
+    "Adapt to a folder of one's own images (no labels) for 3 iterations, then browse it: pseudo-label and reliability side by side."
+    from PIL import Image
+    from sfda_nb import train
+    from sfda_nb.core import frozen_config
+    g = np.random.default_rng(0)
+    imgs = tmp_path/'my_images'; (imgs/'street').mkdir(parents=True)
+    for i in range(12):
+        a = g.integers(0, 60, (48, 64, 3)); a[16:] += 80; a[32:] += 80
+        Image.fromarray(a.astype(np.uint8)).save(imgs/'street'/f'{i:02d}.png')
+    torch.manual_seed(0)
+    models.save_model(tmp_path/'source.pt', models.build_model('small', 19, width=4, feat_dim=8), protocol='cs19')
+    cfg = frozen_config(train.TrainConfig, dict(
+        source='gta5', source_ckpt=str(tmp_path/'source.pt'), target=f'folder:{imgs},size=native', iters=3, batch_size=2,
+        crop=(32, 32), metric_warmup=1, metric_dim=8, n_per_class=16, eval_every=0, seed=0, threads=1,
+        data_root=str(tmp_path/'no_data'), out_dir=str(tmp_path/'run')))
+    m = train.run(cfg)
+    assert m['miou'] is None and m['reliability'] == 'metric' and (tmp_path/'run'/'metric.pt').is_file()
+
+    ex = viz.ReliabilityExplorer.from_run(tmp_path/'run', device='cpu')
+    assert list(ex.datasets) == ['val', 'train'] and [len(d) for d in ex.datasets.values()] == [2, 10]
+    assert ex.class_names == list(viz.data.get_protocol('cs19').class_names)
+    fig = ex.render()
+    titles = [a.get_title() for a in panels(fig)]
+    assert titles[0] == 'image street/00' and titles[2] == 'teacher pseudo-label'
+    assert titles[3].startswith('metric reliability (mean ') and titles[7].startswith('threshold 0.968 keeps')
+    assert panels(fig)[3].images and panels(fig)[2].images  # reliability and pseudo-label are drawn
+    assert [panels(fig)[i].texts[0].get_text() for i in (1, 6)] == ['no labels in this split'] * 2  # ground truth, errors
+    ex.split.value = 'train'
+    ex.index.value = 4
+    p = ex.current()
+    assert panels(ex.fig)[0].get_title() == 'image street/05' and p.label is None and p.rel.shape == (48, 64)
+    assert 'right' not in ex.summary() and 'mean reliability of discarded' in ex.summary()
+    assert panels(ex.fig)[1].texts[0].get_text() == 'no labels in this split'
+
+    # the images gone: one clear error naming the folder
+    imgs.rename(tmp_path/'moved')
+    with pytest.raises(FileNotFoundError, match=re.escape(f'folder {imgs} does not exist')):
+        viz.ReliabilityExplorer.from_run(tmp_path/'run', device='cpu')
+    with pytest.raises(FileNotFoundError, match='metrics.json does not exist'):
+        viz.ReliabilityExplorer.from_run(tmp_path, device='cpu')
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
