@@ -20,3 +20,11 @@ def test_readme_figures_come_from_result_files():
     for key in ('results/demo.json:seconds.total', 'results/demo.json:miou.stvm', 'results/calibration/gta5_summary.json:oracle'):
         assert '{{' + key in src, key
     assert '{{' not in (ROOT/'README.md').read_text()
+
+def test_the_project_cites_only_itself():
+    "No notebook, module, README or committed result names a machine path (a checkout's or a temporary folder's)."
+    pat = re.compile(r'''["'`(= ]/(?:tmp|work|root|home|check|Users)/''')
+    files = [*(ROOT/'nbs').glob('*.ipynb'), *(ROOT/'sfda_nb').glob('*.py'), ROOT/'README.md', ROOT/'data'/'README.md',
+             *(ROOT/'results').rglob('*.md')]
+    hits = [f"{f.relative_to(ROOT)}: {m.group(0)}" for f in files for m in pat.finditer(f.read_text())]
+    assert not hits, hits
