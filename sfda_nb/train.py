@@ -20,13 +20,15 @@ from . import data, models, metric, classmix, predict
 # %% auto #0
 __all__ = ['RELIABILITY', 'OBJECTIVES', 'LABELS', 'METHODS', 'CHOICES', 'STATE_FORMAT', 'RESUME_FREE', 'TrainConfig', 'Field',
            'config_fields', 'parameters_cell', 'Context', 'Teacher', 'Reliability', 'NoReliability',
-           'ThresholdReliability', 'ConfidenceReliability', 'MetricReliability', 'weighted_ce', 'PseudoCE', 'Entropy',
-           'BNStats', 'TeacherLabels', 'GroundTruth', 'Method', 'Plan', 'defined_on', 'load_plugins', 'resolve',
-           'bn_affine', 'make_optimizer', 'Update', 'ScaledUpdate', 'Adaptation', 'precision', 'build_adaptation',
-           'StepOutput', 'teacher_view', 'adapt_step', 'Local', 'Run', 'next_batch', 'fit', 'Callback', 'PolyLR',
-           'score', 'evaluate_pair', 'Evaluate', 'NonFiniteLoss', 'NanGuard', 'check_finite', 'JsonLog', 'state_dict',
-           'load_state', 'Checkpoint', 'Progress', 'run_dir', 'stored_config', 'check_out_dir', 'source_model',
-           'open_target', 'prepare', 'summarize', 'save_run', 'run']
+           'ThresholdReliability', 'ConfidenceReliability', 'ClassBalancedReliability', 'MetricReliability',
+           'weighted_ce', 'PseudoCE', 'neg_diversity', 'l2_to_start', 'Entropy', 'BNStats', 'TeacherLabels',
+           'GroundTruth', 'GroundTruthFiltered', 'Method', 'Plan', 'defined_on', 'load_plugins', 'resolve', 'bn_affine',
+           'make_optimizer', 'Update', 'ScaledUpdate', 'Adaptation', 'precision', 'build_adaptation', 'StepOutput',
+           'teacher_view', 'batch_statistics', 'estimate_bn', 'adapt_step', 'Local', 'Run', 'next_batch', 'fit',
+           'Callback', 'PolyLR', 'score', 'evaluate_pair', 'Evaluate', 'NonFiniteLoss', 'NanGuard', 'check_finite',
+           'JsonLog', 'PseudoLabelQuality', 'pl_quality', 'BNInit', 'state_dict', 'load_state', 'Checkpoint',
+           'Progress', 'run_dir', 'stored_config', 'check_out_dir', 'source_model', 'open_target', 'prepare',
+           'summarize', 'save_run', 'run']
 
 # %% ../nbs/05_train.ipynb #4180a29a
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class TrainConfig:
     iters: int = 200  # adaptation iterations (student steps)
     batch_size: int = 4  # target images per step
     crop: tuple[int, int] = (128, 128)  # training crop (H, W) after the dataset's standard resize
+    target_scale: tuple[float, float] = (0.5, 1.5)  # random rescaling of the target stream before the crop ((1.0, 1.0): none; raised where the image would not cover the crop)
+    strong_aug: float = 1.0  # strength of the student's strong augmentation (colour jitter and blur σ scaled by it; 1: DACS's; 0: off)
     arch: str = 'small'  # model architecture for a source model trained here: small | deeplabv2_r101
     source_ckpt: str = ''  # source checkpoint path; empty: train (and cache) one on the embedded source
     source_iters: int = 600  # iterations for a source (or oracle) model trained here
@@ -49,7 +53,13 @@ class TrainConfig:
     weight_decay: float = 5e-4  # weight decay
     poly_power: float = 0.9  # poly learning-rate decay power
     ema_alpha: float = 0.99  # teacher EMA rate (0.999 for 20k-iteration runs)
+    ema_ramp: bool = True  # the mean-teacher warm-up min(1 - 1/(t+1), ema_alpha): early student steps pass into the teacher almost whole (False: ema_alpha from the first step)
+    teacher_bn: str = 'ema'  # teacher BatchNorm: ema (running statistics averaged from the student's, which saw mixed, augmented batches) | batch (the teacher normalises each clean target batch with its own statistics, as DACS's teacher in train mode; its running statistics, which evaluation uses, follow those batches)
+    bn_init: int = 0  # self-training starts where AdaBN ends: target batches whose BatchNorm statistics replace the source's in teacher and student before the first step (0: off)
     threshold: float = 0.968  # confidence threshold of the `threshold` reliability (DACS)
+    cb_portion: float = 0.5  # `class_balanced` reliability (CBST): the most confident share of each predicted class's pixels in the batch that is kept
+    div_weight: float = 0.0  # weight of the diversity term added to pseudo_ce (SHOT: minus the entropy of the batch-mean prediction; 0: off)
+    l2sp_weight: float = 0.0  # weight of the pull toward the starting weights added to pseudo_ce (L2-SP, sum of squared differences; 0: off)
     metric_loss: str = 'proxy_anchor'  # proxy_anchor | proxy_nca_pp
     metric_lr: float = 1e-4  # metric network learning rate (AdamW)
     proxy_lr_mult: float = 100.0  # proxies learn at this multiple of metric_lr
@@ -64,6 +74,7 @@ class TrainConfig:
     eval_every: int = 100  # evaluate teacher and student every this many student steps (0: only at the end)
     eval_max_images: int = 0  # cap on evaluation images (0: the whole split)
     report: str = 'auto'  # which model's final mIoU is the headline `miou`: teacher | student | auto (the method's own)
+    pl_quality: bool = True  # log the pseudo-labels' per-class precision and recall against the target's train labels where it has them (a diagnostic: never used for training)
     seed: int = 0  # random seed (data order, augmentation, mixing, sampling, init)
     data_root: str = ''  # dataset root; empty: $SFDA_DATA, else the project's data folder
     size_mismatch: str = 'error'  # target image/label pairs of different sizes: error (list them before anything runs) | skip (drop them) | resize (label to image)
@@ -143,6 +154,24 @@ class ConfidenceReliability(Reliability):
     "The teacher's softmax confidence itself."
     def __call__(self, t): return t.conf
 
+# %% ../nbs/05_train.ipynb #7b78ef27
+@RELIABILITY.register('class_balanced')
+class ClassBalancedReliability(Reliability):
+    "1 for the `portion` most confident pixels of each predicted class in the batch, else 0 (CBST's per-class threshold)."
+    def __init__(self, portion=0.5):
+        if not 0 < portion <= 1: raise ConfigError(f"cb_portion={portion} should be in (0, 1]")
+        self.portion = portion
+    @classmethod
+    def build(cls, cfg, ctx): return cls(cfg.cb_portion)
+    def __call__(self, t):
+        keep = torch.zeros_like(t.conf)
+        for c in t.pseudo.unique():
+            m = t.pseudo == c
+            conf = t.conf[m]
+            thr = conf.sort(descending=True).values[max(int(self.portion * conf.numel()) - 1, 0)]
+            keep[m] = (conf >= thr).float()
+        return keep
+
 # %% ../nbs/05_train.ipynb #f3cf8963
 @RELIABILITY.register('metric')
 class MetricReliability(Reliability):
@@ -174,11 +203,29 @@ OBJECTIVES = Registry('objective')
 
 @OBJECTIVES.register('pseudo_ce')
 class PseudoCE(Strategy):
-    "The reliability-weighted CE of the student on the mixed, augmented batch (None: no student step)."
-    def __init__(self, norm='mean'): self.norm = norm
+    "The reliability-weighted CE of the student on the mixed, augmented batch, plus the optional stabilisers."
+    def __init__(self, norm='mean', div_weight=0.0, l2sp_weight=0.0, start=None):
+        self.norm, self.div_weight, self.l2sp_weight = norm, div_weight, l2sp_weight
+        self.start = start  # L2-SP's anchor: the starting weights, by name
     @classmethod
-    def build(cls, cfg, ctx): return cls(cfg.loss_norm)
-    def __call__(self, student, x, xm, ym, rm): return weighted_ce(student(xm).logits, ym, rm, self.norm)
+    def build(cls, cfg, ctx):
+        start = {n: p.detach().clone() for n, p in models.unwrap(ctx.model).named_parameters()} if cfg.l2sp_weight else None
+        return cls(cfg.loss_norm, cfg.div_weight, cfg.l2sp_weight, start)
+    def __call__(self, student, x, xm, ym, rm):
+        logits = student(xm).logits
+        loss = weighted_ce(logits, ym, rm, self.norm)
+        if self.div_weight: loss = loss + self.div_weight * neg_diversity(logits)
+        if self.l2sp_weight: loss = loss + self.l2sp_weight * l2_to_start(student, self.start)
+        return loss
+
+def neg_diversity(logits):
+    "Minus the entropy of the batch-mean softmax (SHOT's diversity term): lowest when every class is predicted equally."
+    p = logits.float().softmax(1).mean((0, 2, 3))
+    return (p * p.clamp_min(1e-8).log()).sum()
+
+def l2_to_start(student, start:dict):
+    "The squared distance of the student's weights from `start` (L2-SP)."
+    return sum(((p - start[n]) ** 2).sum() for n, p in models.unwrap(student).named_parameters() if p.requires_grad)
 
 @OBJECTIVES.register('entropy')
 class Entropy(Strategy):
@@ -211,6 +258,11 @@ class GroundTruth(Strategy):
         if y is None: raise ValueError("the loop oracle needs the target's labels, and this batch has none")
         return y
 
+@LABELS.register('gt_filtered')
+class GroundTruthFiltered(GroundTruth):
+    "The teacher's pseudo-label where the target's label agrees, ignore elsewhere: a perfect reliability (a control)."
+    def __call__(self, t:Teacher, y): return torch.where(t.pseudo == super().__call__(t, y), t.pseudo, IGNORE)
+
 # %% ../nbs/05_train.ipynb #8bbc353b
 @dataclass(frozen=True)
 class Method:
@@ -237,6 +289,7 @@ METHODS = {  # name -> preset, in the row order of the results tables
     'stvm': Method('metric', 'mocm'),
     'oracle': Method(model='target'),
     'loop_oracle': Method('none', 'none', labels='ground_truth', control=True),
+    'gt_filtered': Method('none', 'none', labels='gt_filtered', control=True),
 }
 
 # %% ../nbs/05_train.ipynb #5a8da9b3
@@ -248,7 +301,7 @@ class Plan(NamedTuple):
     report: str  # teacher | student
 
 CHOICES = {  # the other string parameters and their valid values
-    'loss_norm': ('mean', 'weight_sum'), 'student_bn': models.BN_POLICIES, 'report': ('auto', 'teacher', 'student'),
+    'loss_norm': ('mean', 'weight_sum'), 'student_bn': models.BN_POLICIES, 'teacher_bn': ('ema', 'batch'), 'report': ('auto', 'teacher', 'student'),
     'amp': ('none', 'bf16', 'fp16'), 'optimizer': ('sgd', 'adamw'), 'mocm_mode': ('sample', 'top'),
     'size_mismatch': data.SIZE_MISMATCH, 'metric_loss': tuple(metric.METRIC_LOSSES)}
 
@@ -342,7 +395,7 @@ class Adaptation:
     it: int = 0
     update: Callable = None  # loss -> backward and optimiser step (default `Update(opt)`)
     autocast: Callable = contextlib.nullcontext  # () -> the context the forward passes run in
-    augment: Callable = classmix.strong_augment  # (x, generator) -> strongly augmented x
+    augment: Callable = classmix.strong_augment  # (x, generator, strength) -> strongly augmented x
     sync: Callable = _no_sync  # (student) -> BatchNorm statistics made equal over processes before the EMA
     def __post_init__(self):
         if self.update is None: self.update = Update(self.opt)
@@ -369,7 +422,8 @@ def build_adaptation(cfg:TrainConfig,  # the run's config
     "Every part of an adaptation run, built in one place and in a fixed order."
     plan = plan or resolve(cfg)
     if cfg.channels_last: student = student.to(memory_format=torch.channels_last)
-    teacher = models.EMATeacher(student, alpha=cfg.ema_alpha)
+    teacher = models.EMATeacher(student, alpha=cfg.ema_alpha, bn='keep' if cfg.teacher_bn == 'batch' else 'ema')
+    if not cfg.ema_ramp: teacher.step.fill_(math.ceil(1 / (1 - cfg.ema_alpha)))  # past the warm-up: α from the first update
     ctx = Context(student, num_classes, torch.device(device))
     rel = RELIABILITY.build(plan.reliability or 'none', cfg, ctx)  # source_only: never stepped
     mixer = classmix.MIXERS.build(plan.mix or 'none', cfg, ctx)
@@ -391,11 +445,34 @@ class StepOutput(NamedTuple):
 
 def teacher_view(a:Adaptation, x:torch.Tensor) -> Teacher:
     "The teacher's features, probabilities, confidence and argmax at `x`'s resolution, without gradients."
-    with torch.no_grad(), a.autocast():
+    with torch.no_grad(), a.autocast(), batch_statistics(a.teacher.model, a.cfg.teacher_bn == 'batch', track=True):
         out = a.teacher(x)
         probs = upsample(out.logits.float(), x.shape[-2:]).softmax(1)
         conf, pseudo = probs.max(1)
         return Teacher(out.feats.float(), probs, conf, pseudo)
+
+# %% ../nbs/05_train.ipynb #fdf8a468
+@contextlib.contextmanager
+def batch_statistics(model:nn.Module, on:bool=True, track:bool=False):
+    "Inside: `model`'s BatchNorm layers normalise with the batch's own statistics; their running ones follow it if `track`."
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if on else []
+    saved = [(m.training, m.momentum) for m in bns]
+    for m in bns:
+        m.train()
+        if not track: m.momentum = 0.0  # running ← running·(1 − 0) + batch·0: unchanged
+    try: yield model
+    finally:
+        for m, (tr, mom) in zip(bns, saved): m.train(tr); m.momentum = mom
+
+def estimate_bn(model:nn.Module, batches) -> nn.Module:
+    "AdaBN: replace `model`'s BatchNorm running statistics by their average over `batches` ([0, 1] images), no gradient."
+    bns = [m for m in models.unwrap(model).modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.training, m.momentum) for m in bns]
+    for m in bns: m.reset_running_stats(); m.train(); m.momentum = None  # None: a cumulative average
+    with torch.no_grad():
+        for x in batches: model(x)
+    for m, (tr, mom) in zip(bns, saved): m.train(tr); m.momentum = mom
+    return model
 
 # %% ../nbs/05_train.ipynb #fc13426e
 def adapt_step(a:Adaptation, x:torch.Tensor, y:Optional[torch.Tensor]=None, warmup:bool=False) -> StepOutput:
@@ -410,7 +487,7 @@ def adapt_step(a:Adaptation, x:torch.Tensor, y:Optional[torch.Tensor]=None, warm
     if warmup: return StepOutput(torch.zeros((), device=x.device), aux, rel.mean(), t.conf.mean(), t, rel, ())
     # 4. mixing: one mask for image, pseudo-label and reliability; then strong augmentation
     xm, ym, rm, mask = a.mixer(x, t.pseudo, rel, a.gen)
-    xm = a.augment(xm, a.gen)
+    xm = a.augment(xm, a.gen, a.cfg.strong_aug)
     # 5. student step on the reliability-weighted loss over all pixels, no threshold
     models.train_mode(a.student, a.cfg.student_bn)
     with a.autocast(): loss = a.objective(a.student, x, xm, ym, rm)
@@ -454,6 +531,8 @@ class Run:
     resuming: bool = False  # continuing a run from its folder
     last_log: Optional[dict] = None  # the last record written to log.jsonl (the progress bar and the live view read it)
     first_bad: Optional[torch.Tensor] = None  # iteration of the first non-finite loss, on the device (-1: none)
+    labels: Optional[torch.Tensor] = None  # the current batch's target labels where the run may read them (controls, diagnostics)
+    log_extra: dict = field(default_factory=dict)  # what diagnostic callbacks add to the next log.jsonl record
     @property
     def device(self): return self.env.device
     @property
@@ -471,7 +550,8 @@ def next_batch(run:Run) -> tuple:
     b = next(run.stream)
     x = b['img'].to(run.device, non_blocking=True).float().div_(255)
     if run.cfg.channels_last: x = x.contiguous(memory_format=torch.channels_last)
-    if not (run.a.labels.reads_labels and bool(b['has_label'].all())): return x, None  # SFDA never reads them
+    wants = run.a.labels.reads_labels or run.cfg.pl_quality  # a method never reads them; a diagnostic may
+    if not (wants and bool(b['has_label'].all())): return x, None
     return x, b['label'].to(run.device, non_blocking=True)
 
 def fit(run:Run):
@@ -479,9 +559,9 @@ def fit(run:Run):
     cbs = sorted(run.cbs, key=lambda c: c.order)
     for cb in cbs: cb.before_fit(run)
     while run.a.it < run.total:
-        x, y = next_batch(run)
+        x, run.labels = next_batch(run)
         for cb in cbs: cb.before_step(run)
-        out = adapt_step(run.a, x, y, warmup=run.a.it < run.warmup)
+        out = adapt_step(run.a, x, run.labels if run.a.labels.reads_labels else None, warmup=run.a.it < run.warmup)
         run.a.it += 1
         for cb in cbs: cb.after_step(run, out)
     for cb in cbs: cb.after_fit(run)
@@ -564,6 +644,7 @@ class JsonLog(Callback):
         rec = dict(iter=run.a.it, student_step=run.student_step, loss=_f(out.loss) if run.student_step else None,
                    **{k: _f(v) for k, v in out.aux.items()}, rel_mean=_f(out.rel_mean), conf_mean=_f(out.conf_mean),
                    lr=run.a.opt.param_groups[0]['lr'])
+        rec.update(run.log_extra); run.log_extra = {}
         if run.evals and run.evals[-1].get('_logged') is None:
             ev = run.evals[-1]; ev['_logged'] = True
             rec.update(teacher_miou=ev['teacher']['miou'], student_miou=ev['student']['miou'])
@@ -573,6 +654,42 @@ class JsonLog(Callback):
 
 def _f(x):
     x = float(x); return None if math.isnan(x) else x
+
+# %% ../nbs/05_train.ipynb #d6b1ef3c
+class PseudoLabelQuality(Callback):
+    "Per-class precision and recall of the kept pseudo-labels against the target's labels, into each log record."
+    order = 25  # before JsonLog
+    def before_fit(self, run): self.conf = None
+    def after_step(self, run, out):
+        if run.labels is None or not out.teacher: return
+        if 'pl_kept' not in run.log_extra: self.conf = None  # JsonLog wrote the last window: a new one starts
+        C = run.protocol.num_classes
+        kept = (out.rel >= 0.5) & (out.teacher.pseudo != IGNORE)  # a control's labels may ignore pixels
+        pred = torch.where(kept, out.teacher.pseudo, torch.full_like(out.teacher.pseudo, C))  # C: not kept
+        valid = run.labels != IGNORE
+        m = torch.bincount(run.labels[valid] * (C + 1) + pred[valid], minlength=C * (C + 1)).view(C, C + 1)
+        self.conf = m if self.conf is None else self.conf + m
+        run.log_extra.update(pl_quality(self.conf))
+
+def pl_quality(conf:torch.Tensor) -> dict:
+    "From a C×(C+1) matrix (rows: ground truth; columns: kept pseudo-label, last column: not kept): the log fields."
+    c = conf.double(); tp = c[:, :-1].diag(); kept_per_class = c[:, :-1].sum(0)
+    r = lambda t: [None if math.isnan(v) else round(v, 3) for v in t.tolist()]
+    return {'pl_kept': round(float(c[:, :-1].sum() / c.sum().clamp_min(1)), 4), 'pl_acc': round(float(tp.sum() / c[:, :-1].sum().clamp_min(1)), 4),
+            'pl_precision': r(tp / kept_per_class), 'pl_recall': r(tp / c.sum(1))}
+
+class BNInit(Callback):
+    "Before the first student step: BatchNorm statistics of student and teacher estimated on `bn_init` target batches."
+    order = -20
+    def __init__(self, ds): self.ds = ds
+    def before_fit(self, run):
+        n, a = run.cfg.bn_init, run.a
+        if not n or a.it or run.plan.method.objective != 'pseudo_ce': return
+        stream = iter(run.env.batch_stream(self.ds, run.cfg.batch_size, seed=run.cfg.seed + 7919))
+        estimate_bn(a.student, (next(stream)['img'].to(run.device).float().div_(255) for _ in range(n)))
+        models.train_mode(a.student, 'train'); a.sync(a.student)  # under torchrun: the ranks' statistics averaged
+        src = dict(models.unwrap(a.student).named_buffers())
+        for k, b in a.teacher.model.named_buffers(): b.copy_(src[k])
 
 # %% ../nbs/05_train.ipynb #9e9cc29f
 STATE_FORMAT = 'sfda_nb/state/2'
@@ -671,7 +788,7 @@ def open_target(cfg:TrainConfig, env, root, protocol) -> tuple:
     "The target's unlabelled train stream dataset and its scored split; a missing real dataset fails before anything renders."
     def open_both():
         train = data.get_dataset(cfg.target, 'train', root=root, protocol=protocol.name, mode='train', crop=cfg.crop,
-                                 pad=False, size_mismatch=cfg.size_mismatch)  # no black padding to pseudo-label
+                                 scale=tuple(cfg.target_scale), pad=False, size_mismatch=cfg.size_mismatch)  # no black padding to pseudo-label
         evals = data.get_dataset(cfg.target, data.eval_split(cfg.target), root=root, protocol=protocol.name, mode='eval',
                                  size_mismatch=cfg.size_mismatch)
         return train, evals
@@ -704,7 +821,8 @@ def prepare(cfg:TrainConfig, extra_cbs=(), env=None) -> Run:
     a = build_adaptation(cfg, student, protocol.num_classes, env.device, gen, plan)
     run = Run(cfg, plan, a, None, data.eval_loader(env.shard(eval_ds, cfg.eval_max_images), num_workers=cfg.num_workers),
               protocol, out, env, source_info=src_meta, resuming=resuming)
-    run.cbs = [PolyLR(), Evaluate(), NanGuard(), JsonLog(), Checkpoint(cfg.ckpt_every), Progress(), *extra_cbs]
+    run.cbs = [BNInit(train_ds), PolyLR(), Evaluate(), NanGuard(), PseudoLabelQuality(), JsonLog(), Checkpoint(cfg.ckpt_every),
+               Progress(), *extra_cbs]
     if resuming and (out/'state.pt').exists(): load_state(run, load_checkpoint(out/'state.pt', map_location=env.device))
     env.wrap(a)  # under torchrun: DDP student, the strategies' gradients averaged, this rank's share of each batch
     run.stream = iter(env.batch_stream(train_ds, cfg.batch_size, seed=cfg.seed, start_iter=a.it, num_workers=cfg.num_workers))

@@ -1,0 +1,102 @@
+"""The adaptation loop's study on the embedded miniature: which of its settings let ground truth teach, and which keep
+pseudo-label learning from decaying. Method-agnostic rows only (the loop oracle, the ground-truth-filtered control,
+plain self-training, mt_all, AdaBN); no STvM part takes part.
+
+    OMP_NUM_THREADS=1 python benchmarks/loop_study.py run NAME [NAME ...] [--jobs 2] [--setting gta5]
+    python benchmarks/loop_study.py table [--setting gta5] [--out results/calibration]
+
+Every row is a `TrainConfig` (a method and overrides of the loop's settings) named in ROWS; a name ending in `_3x`
+runs three times the iterations of its 1x row. Every row evaluates teacher and student at every tenth of its run (the
+trajectory). Runs live under $SFDA_RUNS/loop_study/<setting>/<name>; a finished run is not rerun. The table
+(`loop_study_<setting>.md` and `.csv`) is read from their metrics.json files.
+"""
+import argparse, csv, json, os, subprocess, sys, time
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from calibrate import SETTINGS
+
+OLD = {}  # the loop's defaults before this study (TrainConfig as of RENDER_VERSION 3): SGD 1e-3, 128² rescaled crops, strong augmentation
+GT = {'optimizer': 'adamw', 'lr': 2e-3, 'weight_decay': 1e-4, 'crop': [128, 256], 'target_scale': [1.0, 1.0], 'strong_aug': 0.0}  # the source recipe's
+G3 = {**GT, 'iters': 300}
+ROWS = {  # name -> TrainConfig overrides (method included)
+    # 1. the loop fed ground truth: the source recipe's settings one at a time, then together
+    'lo_old': {'method': 'loop_oracle', **OLD},
+    'lo_adamw': {'method': 'loop_oracle', 'optimizer': 'adamw', 'lr': 2e-3, 'weight_decay': 1e-4},
+    'lo_whole': {'method': 'loop_oracle', 'crop': [128, 256], 'target_scale': [1.0, 1.0]},
+    'lo_noaug': {'method': 'loop_oracle', 'strong_aug': 0.0},
+    'lo_gt': {'method': 'loop_oracle', **GT},
+    'lo_gt_aug': {'method': 'loop_oracle', **GT, 'strong_aug': 1.0},
+    'lo_gt_300': {'method': 'loop_oracle', **GT, 'iters': 300},
+    'lo_gt_lr4': {'method': 'loop_oracle', **GT, 'lr': 4e-3},
+    'lo_gt_aug_tbn': {'method': 'loop_oracle', **GT, 'strong_aug': 1.0, 'teacher_bn': 'batch'},
+    # 2. plain self-training (mt_threshold without mixing) in the loop that ground truth teaches (300 iterations), then each stabiliser
+    'adabn_gt': {'method': 'adabn', **G3},
+    'gtf_gt': {'method': 'gt_filtered', **G3},
+    'gtf_gt_bn': {'method': 'gt_filtered', **G3, 'bn_init': 20},
+    'st_gt': {'method': 'mt_threshold', 'mix': 'none', **G3},
+    'st_gt_bn': {'method': 'mt_threshold', 'mix': 'none', **G3, 'bn_init': 20},
+    'st_gt_tbn': {'method': 'mt_threshold', 'mix': 'none', **G3, 'teacher_bn': 'batch'},
+    'st_gt_bn_slow': {'method': 'mt_threshold', 'mix': 'none', **G3, 'bn_init': 20, 'ema_alpha': 0.999, 'ema_ramp': False},
+    'st_gt_bn_l2sp': {'method': 'mt_threshold', 'mix': 'none', **G3, 'bn_init': 20, 'l2sp_weight': 1e-2},
+    'st_gt_bn_div': {'method': 'mt_threshold', 'mix': 'none', **G3, 'bn_init': 20, 'div_weight': 0.1},
+    'st_gt_bn_cb': {'method': 'mt_threshold', 'mix': 'none', 'reliability': 'class_balanced', **G3, 'bn_init': 20},
+}
+
+def work_dir(setting): return Path(os.environ.get('SFDA_RUNS', 'runs'))/'loop_study'/setting
+
+def config(name, setting):
+    from sfda_nb import train
+    base, x3 = (name[:-3], True) if name.endswith('_3x') else (name, False)
+    kw = {**ROWS[base]}
+    iters = kw.get('iters', train.TrainConfig.iters) * (3 if x3 else 1)
+    src, tgt = SETTINGS[setting]
+    return train.TrainConfig(**{'source': src, 'target': tgt, 'threads': 1, 'resume': True, 'eval_every': max(iters // 10, 1),
+                                'out_dir': str(work_dir(setting)/name), **kw, 'iters': iters})
+
+def run_one(name, setting):
+    from sfda_nb import train
+    m = train.run(config(name, setting))
+    t = [(e['iter'], round(e['teacher']['miou'], 1)) for e in m['history']]
+    print('ROW', name, round(m['miou'], 2), t, f"{m['seconds']:.0f}s", flush=True)
+
+def table(setting, out:Path):
+    rows = []
+    for d in sorted(work_dir(setting).iterdir()):
+        if not (d/'metrics.json').exists(): continue
+        m = json.loads((d/'metrics.json').read_text())
+        h = m['history']; so = m['source_only']['miou']
+        rows.append({'row': d.name, 'method': m['method'], 'iters': m['config']['iters'], 'teacher': round(h[-1]['teacher']['miou'], 1),
+                     'student': round(h[-1]['student']['miou'], 1), 'best_teacher': round(max(e['teacher']['miou'] for e in h), 1),
+                     'source_only': round(so, 1), 'seconds': round(m['seconds']),
+                     'trajectory': ' '.join(f"{e['teacher']['miou']:.1f}" for e in h),
+                     'overrides': json.dumps({k: v for k, v in ROWS[d.name.removesuffix('_3x')].items()})})
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out/f'loop_study_{setting}.csv', 'w', newline='') as f:
+        w = csv.DictWriter(f, list(rows[0])); w.writeheader(); w.writerows(rows)
+    md = [f"## The loop study, {SETTINGS[setting][0]} → {SETTINGS[setting][1]} (seed 0 unless the row says)", '',
+          'Teacher mIoU at the end, best and every tenth of the run (the trajectory); the student at the end.', '',
+          '| row | method | iters | teacher | best | student | trajectory (teacher) | overrides |', '| --- | --- | --- | --- | --- | --- | --- | --- |']
+    md += [f"| {r['row']} | {r['method']} | {r['iters']} | {r['teacher']} | {r['best_teacher']} | {r['student']} | {r['trajectory']} | `{r['overrides']}` |" for r in rows]
+    (out/f'loop_study_{setting}.md').write_text('\n'.join(md) + '\n')
+    print('\n'.join(md))
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('cmd', choices=('run', 'one', 'table')); p.add_argument('names', nargs='*')
+    p.add_argument('--setting', default='gta5', choices=sorted(SETTINGS)); p.add_argument('--jobs', type=int, default=2)
+    p.add_argument('--out', default='results/calibration')
+    a = p.parse_args()
+    if a.cmd == 'table': table(a.setting, Path(a.out)); return
+    if a.cmd == 'one': run_one(a.names[0], a.setting); return
+    todo, procs, t0 = list(a.names), [], time.time()
+    logs = work_dir(a.setting)/'logs'; logs.mkdir(parents=True, exist_ok=True)
+    while todo or procs:
+        procs = [q for q in procs if q.poll() is None]
+        while todo and len(procs) < a.jobs:
+            n = todo.pop(0)
+            procs.append(subprocess.Popen([sys.executable, __file__, 'one', n, '--setting', a.setting],
+                                          stdout=open(logs/f'{n}.log', 'w'), stderr=subprocess.STDOUT, env={**os.environ, 'OMP_NUM_THREADS': '1'}))
+        time.sleep(3)
+    print(f"finished in {time.time() - t0:.0f}s")
+
+if __name__ == '__main__': main()
