@@ -128,7 +128,7 @@ def probes(setting, out:Path):
     keys = ('lr', 'iters', 'optimizer', 'weight_decay', 'head_lr_mult', 'crop', 'student_bn')
     md = [f"## Loop settings tried on {SETTINGS[setting][0]} → {SETTINGS[setting][1]} (same data and source model)", '',
           'Folders named row + tag; `_noscale` (target stream not rescaled) and `_noaug` (no strong augmentation) are the',
-          'probes of benchmarks/probes/loop_noscale.py and loop_noaug.py. Teacher and student: last evaluation.', '',
+          'runs made before those two were config fields (now `target_scale=[1.0, 1.0]` and `strong_aug=0`). Teacher and student: last evaluation.', '',
           '| run | overrides | teacher | student |', '| --- | --- | --- | --- |']
     for d in sorted(work_dir(setting).iterdir()):
         row = next((r for r in ROWS if d.name.startswith(r) and d.name != r), None)

@@ -40,6 +40,11 @@ ROWS = {  # name -> TrainConfig overrides (method included)
     'st_gt_bn_l2sp': {'method': 'mt_threshold', 'mix': 'none', **G3, 'bn_init': 20, 'l2sp_weight': 1e-2},
     'st_gt_bn_div': {'method': 'mt_threshold', 'mix': 'none', **G3, 'bn_init': 20, 'div_weight': 0.1},
     'st_gt_bn_cb': {'method': 'mt_threshold', 'mix': 'none', 'reliability': 'class_balanced', **G3, 'bn_init': 20},
+    # 3. SGD: a step proportional to the gradient (AdamW's normalised steps turn the near-zero losses of confident pseudo-labels into full-size moves)
+    'lo_sgd1e-2': {'method': 'loop_oracle', **G3, 'optimizer': 'sgd', 'lr': 1e-2, 'weight_decay': 5e-4},
+    'lo_sgd2e-2': {'method': 'loop_oracle', **G3, 'optimizer': 'sgd', 'lr': 2e-2, 'weight_decay': 5e-4},
+    'st_sgd1e-2_bn': {'method': 'mt_threshold', 'mix': 'none', **G3, 'optimizer': 'sgd', 'lr': 1e-2, 'weight_decay': 5e-4, 'bn_init': 20},
+    'st_sgd2e-2_bn': {'method': 'mt_threshold', 'mix': 'none', **G3, 'optimizer': 'sgd', 'lr': 2e-2, 'weight_decay': 5e-4, 'bn_init': 20},
 }
 
 def work_dir(setting): return Path(os.environ.get('SFDA_RUNS', 'runs'))/'loop_study'/setting

@@ -18,17 +18,17 @@ import torch.nn.functional as F
 from . import data, models, metric, classmix, predict
 
 # %% auto #0
-__all__ = ['RELIABILITY', 'OBJECTIVES', 'LABELS', 'METHODS', 'CHOICES', 'STATE_FORMAT', 'RESUME_FREE', 'TrainConfig', 'Field',
-           'config_fields', 'parameters_cell', 'Context', 'Teacher', 'Reliability', 'NoReliability',
-           'ThresholdReliability', 'ConfidenceReliability', 'ClassBalancedReliability', 'MetricReliability',
-           'weighted_ce', 'PseudoCE', 'neg_diversity', 'l2_to_start', 'Entropy', 'BNStats', 'TeacherLabels',
-           'GroundTruth', 'GroundTruthFiltered', 'Method', 'Plan', 'defined_on', 'load_plugins', 'resolve', 'bn_affine',
-           'make_optimizer', 'Update', 'ScaledUpdate', 'Adaptation', 'precision', 'build_adaptation', 'StepOutput',
-           'teacher_view', 'batch_statistics', 'estimate_bn', 'adapt_step', 'Local', 'Run', 'next_batch', 'fit',
-           'Callback', 'PolyLR', 'score', 'evaluate_pair', 'Evaluate', 'NonFiniteLoss', 'NanGuard', 'check_finite',
-           'JsonLog', 'PseudoLabelQuality', 'pl_quality', 'BNInit', 'state_dict', 'load_state', 'Checkpoint',
-           'Progress', 'run_dir', 'stored_config', 'check_out_dir', 'source_model', 'open_target', 'prepare',
-           'summarize', 'save_run', 'run']
+__all__ = ['PRESETS', 'RELIABILITY', 'OBJECTIVES', 'LABELS', 'METHODS', 'CHOICES', 'STATE_FORMAT', 'RESUME_FREE', 'TrainConfig',
+           'Field', 'config_fields', 'parameters_cell', 'with_preset', 'Context', 'Teacher', 'Reliability',
+           'NoReliability', 'ThresholdReliability', 'ConfidenceReliability', 'ClassBalancedReliability',
+           'MetricReliability', 'weighted_ce', 'PseudoCE', 'neg_diversity', 'l2_to_start', 'Entropy', 'BNStats',
+           'TeacherLabels', 'GroundTruth', 'GroundTruthFiltered', 'Method', 'Plan', 'defined_on', 'load_plugins',
+           'resolve', 'bn_affine', 'make_optimizer', 'Update', 'ScaledUpdate', 'Adaptation', 'precision',
+           'build_adaptation', 'StepOutput', 'teacher_view', 'batch_statistics', 'estimate_bn', 'adapt_step', 'Local',
+           'Run', 'next_batch', 'fit', 'Callback', 'PolyLR', 'score', 'evaluate_pair', 'Evaluate', 'NonFiniteLoss',
+           'NanGuard', 'check_finite', 'JsonLog', 'PseudoLabelQuality', 'pl_quality', 'BNInit', 'state_dict',
+           'load_state', 'Checkpoint', 'Progress', 'run_dir', 'stored_config', 'check_out_dir', 'source_model',
+           'open_target', 'prepare', 'summarize', 'save_run', 'run']
 
 # %% ../nbs/05_train.ipynb #4180a29a
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ class TrainConfig:
     "Every parameter of an adaptation run (the papermill parameters cell is generated from these lines)."
     source: str = 'synth_gta5'  # source domain the source model was trained on
     target: str = 'synth_cityscapes'  # target domain to adapt to (unlabelled train split, labelled val/test for scoring)
-    method: str = 'stvm'  # source_only | adabn | tent | mt_threshold | mt_all | stvm | oracle | loop_oracle (see METHODS)
+    method: str = 'stvm'  # source_only | adabn | tent | mt_threshold | mt_all | stvm | oracle | loop_oracle | gt_filtered (see METHODS)
+    preset: str = 'embedded'  # the loop's recipe: embedded (these defaults, chosen on the miniature) | deeplabv2 (the field's real-data recipe); fills only the fields left at their default
     reliability: str = 'auto'  # ablation: metric | confidence | threshold | none | auto (the method's own)
     mix: str = 'auto'  # ablation: mocm | classmix | none | auto (the method's own)
     iters: int = 200  # adaptation iterations (student steps)
@@ -112,6 +113,20 @@ def config_fields(cls=TrainConfig) -> list:
 def parameters_cell(cls=TrainConfig) -> str:
     "The text of the papermill parameters cell: one typed, commented line per field."
     return '\n'.join(f.line() for f in config_fields(cls))
+
+# %% ../nbs/05_train.ipynb #5ec70101
+PRESETS = {  # name -> the values of the loop's settings it stands for
+    'embedded': {},  # the TrainConfig defaults themselves
+    'deeplabv2': dict(arch='deeplabv2_r101', optimizer='sgd', lr=2.5e-4, head_lr_mult=10.0, weight_decay=5e-4, poly_power=0.9,
+                      crop=(512, 512), batch_size=2, iters=20000, ema_alpha=0.999, target_scale=(0.5, 1.5), strong_aug=1.0,
+                      teacher_bn='batch', eval_every=2000),
+}
+
+def with_preset(cfg:TrainConfig) -> TrainConfig:
+    "`cfg` with its preset's values in every field left at the default."
+    if cfg.preset not in PRESETS: raise ConfigError(f"unknown preset {cfg.preset!r}; valid choices: {sorted(PRESETS)}")
+    default = TrainConfig()
+    return dataclasses.replace(cfg, **{k: v for k, v in PRESETS[cfg.preset].items() if getattr(cfg, k) == getattr(default, k)})
 
 # %% ../nbs/05_train.ipynb #1e39bb54
 class Context(NamedTuple):
@@ -801,6 +816,7 @@ def open_target(cfg:TrainConfig, env, root, protocol) -> tuple:
 # %% ../nbs/05_train.ipynb #3a5ace8a
 def prepare(cfg:TrainConfig, extra_cbs=(), env=None) -> Run:
     "Check `cfg`, build everything a run needs (through `build_adaptation`), and claim its folder."
+    cfg = with_preset(cfg)
     plan = resolve(cfg)
     torch.set_num_threads(cpu_threads(cfg.threads))  # the process's own CPUs (affinity), or OMP_NUM_THREADS
     if env is None and int(os.environ.get('WORLD_SIZE', '1')) > 1:
