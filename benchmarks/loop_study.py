@@ -18,6 +18,8 @@ from calibrate import SETTINGS
 OLD = {}  # the loop's defaults before this study (TrainConfig as of RENDER_VERSION 3): SGD 1e-3, 128² rescaled crops, strong augmentation
 GT = {'optimizer': 'adamw', 'lr': 2e-3, 'weight_decay': 1e-4, 'crop': [128, 256], 'target_scale': [1.0, 1.0], 'strong_aug': 0.0}  # the source recipe's
 G3 = {**GT, 'iters': 300}
+S3 = {**G3, 'optimizer': 'sgd', 'lr': 1e-2, 'weight_decay': 5e-4}
+H3 = {**S3, 'head_lr_mult': 10.0}
 ROWS = {  # name -> TrainConfig overrides (method included)
     # 1. the loop fed ground truth: the source recipe's settings one at a time, then together
     'lo_old': {'method': 'loop_oracle', **OLD},
@@ -45,6 +47,27 @@ ROWS = {  # name -> TrainConfig overrides (method included)
     'lo_sgd2e-2': {'method': 'loop_oracle', **G3, 'optimizer': 'sgd', 'lr': 2e-2, 'weight_decay': 5e-4},
     'st_sgd1e-2_bn': {'method': 'mt_threshold', 'mix': 'none', **G3, 'optimizer': 'sgd', 'lr': 1e-2, 'weight_decay': 5e-4, 'bn_init': 20},
     'st_sgd2e-2_bn': {'method': 'mt_threshold', 'mix': 'none', **G3, 'optimizer': 'sgd', 'lr': 2e-2, 'weight_decay': 5e-4, 'bn_init': 20},
+    'lo_sgd1e-2_h10': {'method': 'loop_oracle', **G3, 'optimizer': 'sgd', 'lr': 1e-2, 'weight_decay': 5e-4, 'head_lr_mult': 10.0},
+    'lo_sgd5e-3_h10': {'method': 'loop_oracle', **G3, 'optimizer': 'sgd', 'lr': 5e-3, 'weight_decay': 5e-4, 'head_lr_mult': 10.0},
+    'lo_sgd2e-2_h10': {'method': 'loop_oracle', **G3, 'optimizer': 'sgd', 'lr': 2e-2, 'weight_decay': 5e-4, 'head_lr_mult': 10.0},
+    'lo_sgd1e-2_h10_ema98': {'method': 'loop_oracle', **G3, 'optimizer': 'sgd', 'lr': 1e-2, 'weight_decay': 5e-4, 'head_lr_mult': 10.0, 'ema_alpha': 0.98},
+    # 4. the stabilisers, one at a time, in the SGD loop (lr 1e-2) with the AdaBN start
+    'st_sgd_bn_slow': {'method': 'mt_threshold', 'mix': 'none', **S3, 'bn_init': 20, 'ema_alpha': 0.999, 'ema_ramp': False},
+    'st_sgd_bn_cbl': {'method': 'mt_threshold', 'mix': 'none', **S3, 'bn_init': 20, 'loss_norm': 'class'},
+    'st_sgd_bn_cb': {'method': 'mt_threshold', 'mix': 'none', 'reliability': 'class_balanced', **S3, 'bn_init': 20},
+    'st_sgd_bn_l2sp': {'method': 'mt_threshold', 'mix': 'none', **S3, 'bn_init': 20, 'l2sp_weight': 1e-2},
+    'st_sgd_bn_div': {'method': 'mt_threshold', 'mix': 'none', **S3, 'bn_init': 20, 'div_weight': 0.1},
+    'st_sgd_bn_tbn': {'method': 'mt_threshold', 'mix': 'none', **S3, 'bn_init': 20, 'teacher_bn': 'batch'},
+    'gtf_sgd_bn': {'method': 'gt_filtered', **S3, 'bn_init': 20},
+    # 5. a student view that differs from the teacher's (DACS's strong augmentation), with the teacher's BN on clean batches
+    'st_sgd_bn_aug_tbn': {'method': 'mt_threshold', 'mix': 'none', **S3, 'bn_init': 20, 'strong_aug': 1.0, 'teacher_bn': 'batch'},
+    'lo_sgd_h10_aug_tbn': {'method': 'loop_oracle', **S3, 'head_lr_mult': 10.0, 'strong_aug': 1.0, 'teacher_bn': 'batch'},
+    'st_sgd_bn_l2sp1': {'method': 'mt_threshold', 'mix': 'none', **S3, 'bn_init': 20, 'l2sp_weight': 1.0},
+    # 6. the candidate loop (SGD 1e-2, head x10) with the AdaBN start
+    'gtf_h10_bn': {'method': 'gt_filtered', **H3, 'bn_init': 20},
+    'st_h10_bn': {'method': 'mt_threshold', 'mix': 'none', **H3, 'bn_init': 20},
+    'gtf_h10_bn_aug_tbn': {'method': 'gt_filtered', **H3, 'bn_init': 20, 'strong_aug': 1.0, 'teacher_bn': 'batch'},
+    'st_h10_bn_aug_tbn': {'method': 'mt_threshold', 'mix': 'none', **H3, 'bn_init': 20, 'strong_aug': 1.0, 'teacher_bn': 'batch'},
 }
 
 def work_dir(setting): return Path(os.environ.get('SFDA_RUNS', 'runs'))/'loop_study'/setting

@@ -699,6 +699,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'sfda_nb.train._Groups.__init__': ('train.html#_groups.__init__', 'sfda_nb/train.py'),
                                'sfda_nb.train._Groups.param_groups': ('train.html#_groups.param_groups', 'sfda_nb/train.py'),
                                'sfda_nb.train._choose': ('train.html#_choose', 'sfda_nb/train.py'),
+                               'sfda_nb.train._class_mean': ('train.html#_class_mean', 'sfda_nb/train.py'),
                                'sfda_nb.train._f': ('train.html#_f', 'sfda_nb/train.py'),
                                'sfda_nb.train._no_sync': ('train.html#_no_sync', 'sfda_nb/train.py'),
                                'sfda_nb.train._pick': ('train.html#_pick', 'sfda_nb/train.py'),

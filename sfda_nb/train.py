@@ -70,7 +70,7 @@ class TrainConfig:
     metric_warmup: int = 20  # metric-only iterations before the first student step
     mocm_mode: str = 'sample'  # MOCM class choice: sample (prob ~ mean reliability) | top
     mocm_gate: float = 0.0  # MOCM keeps only pasted pixels whose reliability reaches this gate
-    loss_norm: str = 'mean'  # weighted-CE normalisation: mean (over valid pixels) | weight_sum (divide by sum of r)
+    loss_norm: str = 'mean'  # weighted-CE normalisation: mean (over valid pixels) | weight_sum (divide by sum of r) | class (each class's weighted mean, averaged over classes: rare classes count as much as frequent ones)
     student_bn: str = 'train'  # student BatchNorm in its steps: train (batch statistics; running ones follow the mixed batches, the teacher averages them) | frozen (source statistics kept, as DeepLabV2 in the field)
     eval_every: int = 100  # evaluate teacher and student every this many student steps (0: only at the end)
     eval_max_images: int = 0  # cap on evaluation images (0: the whole split)
@@ -206,12 +206,21 @@ class MetricReliability(Reliability):
 
 # %% ../nbs/05_train.ipynb #dfcb435b
 def weighted_ce(logits, target, weight, norm:str='mean'):
-    "Per-pixel CE at `target`'s resolution, weighted by `weight`, averaged over valid pixels (or over the weight)."
+    "Per-pixel CE at `target`'s resolution weighted by `weight`: over valid pixels (mean), the weight (weight_sum), or per class (class)."
     ce = F.cross_entropy(upsample(logits, target.shape[-2:]).float(), target, ignore_index=IGNORE, reduction='none')
     valid = (target != IGNORE).float()
     w = weight * valid
+    if norm == 'class': return _class_mean(w * ce, w, target, logits.shape[1])
     denom = w.sum() if norm == 'weight_sum' else valid.sum()
     return (w * ce).sum() / denom.clamp_min(1e-6)
+
+def _class_mean(wce, w, target, C):
+    "Each class's weighted mean CE, averaged over the classes that carry weight: a frequent class counts as much as a rare one."
+    t = target.clamp_max(C - 1).flatten()  # ignore pixels carry no weight
+    num = torch.zeros(C, device=wce.device).index_add_(0, t, wce.flatten())
+    den = torch.zeros(C, device=wce.device).index_add_(0, t, w.flatten())
+    has = den > 1e-6
+    return (num[has] / den[has]).sum() / has.sum().clamp_min(1)
 
 # %% ../nbs/05_train.ipynb #cdbefddd
 OBJECTIVES = Registry('objective')
@@ -316,7 +325,7 @@ class Plan(NamedTuple):
     report: str  # teacher | student
 
 CHOICES = {  # the other string parameters and their valid values
-    'loss_norm': ('mean', 'weight_sum'), 'student_bn': models.BN_POLICIES, 'teacher_bn': ('ema', 'batch'), 'report': ('auto', 'teacher', 'student'),
+    'loss_norm': ('mean', 'weight_sum', 'class'), 'student_bn': models.BN_POLICIES, 'teacher_bn': ('ema', 'batch'), 'report': ('auto', 'teacher', 'student'),
     'amp': ('none', 'bf16', 'fp16'), 'optimizer': ('sgd', 'adamw'), 'mocm_mode': ('sample', 'top'),
     'size_mismatch': data.SIZE_MISMATCH, 'metric_loss': tuple(metric.METRIC_LOSSES)}
 
@@ -691,7 +700,8 @@ def pl_quality(conf:torch.Tensor) -> dict:
     c = conf.double(); tp = c[:, :-1].diag(); kept_per_class = c[:, :-1].sum(0)
     r = lambda t: [None if math.isnan(v) else round(v, 3) for v in t.tolist()]
     return {'pl_kept': round(float(c[:, :-1].sum() / c.sum().clamp_min(1)), 4), 'pl_acc': round(float(tp.sum() / c[:, :-1].sum().clamp_min(1)), 4),
-            'pl_precision': r(tp / kept_per_class), 'pl_recall': r(tp / c.sum(1))}
+            'pl_precision': r(tp / kept_per_class), 'pl_recall': r(tp / c.sum(1)),
+            'pl_mean_recall': round(float((tp / c.sum(1))[c.sum(1) > 0].mean()), 4) if c.sum() else None}
 
 class BNInit(Callback):
     "Before the first student step: BatchNorm statistics of student and teacher estimated on `bn_init` target batches."

@@ -687,8 +687,10 @@ class LiveView(Callback):
         elif self.evals: print(f"done: {self._eval_text(self.evals[-1])}")
 
 # %% ../nbs/06_viz.ipynb #6368fac6
-LIVE_PANELS = ('student loss', 'metric loss', 'mean reliability / confidence', 'mIoU (%)')
-LIVE_TRACES = (('loss', 1), ('metric_loss', 2), ('rel_mean', 3), ('conf_mean', 3), ('teacher_miou', 4), ('student_miou', 4))
+LIVE_PANELS = ('student loss', 'metric loss', 'mean reliability / confidence', 'pseudo-labels vs target labels', 'mIoU (%)')
+LIVE_TRACES = (('loss', 1), ('metric_loss', 2), ('rel_mean', 3), ('conf_mean', 3),
+               ('pl_kept', 4), ('pl_acc', 4), ('pl_mean_recall', 4),  # train.PseudoLabelQuality, where the target has train labels
+               ('teacher_miou', 5), ('student_miou', 5))
 
 def live_figure(title:str='training'):
     "An empty plotly figure with the live view's panels (`LIVE_PANELS`, each with its own y-axis) and traces (`LIVE_TRACES`)."
