@@ -15,7 +15,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibrate import SETTINGS
 
-OLD = {}  # the loop's defaults before this study (TrainConfig as of RENDER_VERSION 3): SGD 1e-3, 128² rescaled crops, strong augmentation
+OLD = {}  # the loop's defaults before this study: BASE itself
+BASE = dict(optimizer='sgd', lr=1e-3, head_lr_mult=1.0, weight_decay=5e-4, iters=200, crop=[128, 128], target_scale=[0.5, 1.5],
+            strong_aug=1.0, ema_alpha=0.99, ema_ramp=True, teacher_bn='ema', bn_init=0, l2sp_weight=0.0, div_weight=0.0,
+            loss_norm='mean')  # every row starts from the loop's settings before this study (SGD 1e-3, 128² rescaled crops, strong augmentation)
 GT = {'optimizer': 'adamw', 'lr': 2e-3, 'weight_decay': 1e-4, 'crop': [128, 256], 'target_scale': [1.0, 1.0], 'strong_aug': 0.0}  # the source recipe's
 G3 = {**GT, 'iters': 300}
 S3 = {**G3, 'optimizer': 'sgd', 'lr': 1e-2, 'weight_decay': 5e-4}
@@ -66,8 +69,14 @@ ROWS = {  # name -> TrainConfig overrides (method included)
     # 6. the candidate loop (SGD 1e-2, head x10) with the AdaBN start
     'gtf_h10_bn': {'method': 'gt_filtered', **H3, 'bn_init': 20},
     'st_h10_bn': {'method': 'mt_threshold', 'mix': 'none', **H3, 'bn_init': 20},
-    'gtf_h10_bn_aug_tbn': {'method': 'gt_filtered', **H3, 'bn_init': 20, 'strong_aug': 1.0, 'teacher_bn': 'batch'},
-    'st_h10_bn_aug_tbn': {'method': 'mt_threshold', 'mix': 'none', **H3, 'bn_init': 20, 'strong_aug': 1.0, 'teacher_bn': 'batch'},
+    'lo_h10_400': {'method': 'loop_oracle', **H3, 'iters': 400},
+    'lo_h10_400_ema98': {'method': 'loop_oracle', **H3, 'iters': 400, 'ema_alpha': 0.98},
+    # 7. L2-SP (a pull toward the starting weights) in the candidate loop: does it also hold ground truth back?
+    'lo_h10_l2sp1': {'method': 'loop_oracle', **H3, 'l2sp_weight': 1.0},
+    'st_h10_bn_l2sp1': {'method': 'mt_threshold', 'mix': 'none', **H3, 'bn_init': 20, 'l2sp_weight': 1.0},
+    'gtf_h10_bn_l2sp1': {'method': 'gt_filtered', **H3, 'bn_init': 20, 'l2sp_weight': 1.0},
+    'lo_h10_l2sp01': {'method': 'loop_oracle', **H3, 'l2sp_weight': 0.1},
+    'st_h10_bn_l2sp01': {'method': 'mt_threshold', 'mix': 'none', **H3, 'bn_init': 20, 'l2sp_weight': 0.1},
 }
 
 def work_dir(setting): return Path(os.environ.get('SFDA_RUNS', 'runs'))/'loop_study'/setting
@@ -75,8 +84,8 @@ def work_dir(setting): return Path(os.environ.get('SFDA_RUNS', 'runs'))/'loop_st
 def config(name, setting):
     from sfda_nb import train
     base, x3 = (name[:-3], True) if name.endswith('_3x') else (name, False)
-    kw = {**ROWS[base]}
-    iters = kw.get('iters', train.TrainConfig.iters) * (3 if x3 else 1)
+    kw = {**BASE, **ROWS[base]}
+    iters = kw['iters'] * (3 if x3 else 1)
     src, tgt = SETTINGS[setting]
     return train.TrainConfig(**{'source': src, 'target': tgt, 'threads': 1, 'resume': True, 'eval_every': max(iters // 10, 1),
                                 'out_dir': str(work_dir(setting)/name), **kw, 'iters': iters})

@@ -1,7 +1,7 @@
 """Sweeps through papermill on the real training notebook (tiny parameters), the published parameter files, the CLI."""
 import json, os, shutil, subprocess, sys, time, uuid
 from pathlib import Path
-import psutil, pytest, yaml
+import dataclasses, psutil, pytest, yaml
 from conftest import ROOT, VENV_BIN
 
 from sfda_nb.core import frozen_config
@@ -150,6 +150,8 @@ def test_config_files_are_train_configs():
         assert (cfg.optimizer, cfg.lr, cfg.head_lr_mult, cfg.weight_decay, cfg.poly_power) == ('sgd', 2.5e-4, 10.0, 5e-4, 0.9)
         assert (cfg.ema_alpha, cfg.metric_lr, cfg.proxy_lr_mult, cfg.eval_max_images) == (0.999, 1e-4, 100.0, 0)
         assert all(isinstance(v, (int, float, str, list)) for v in raw.values())
+        from sfda_nb.train import with_preset
+        assert cfg.preset == 'deeplabv2' and with_preset(cfg) == dataclasses.replace(cfg, teacher_bn='batch', target_scale=(0.5, 1.5), strong_aug=1.0)
 
 
 def test_config_files_fail_fast_without_data(tmp_path):
