@@ -23,6 +23,7 @@ GT = {'optimizer': 'adamw', 'lr': 2e-3, 'weight_decay': 1e-4, 'crop': [128, 256]
 G3 = {**GT, 'iters': 300}
 S3 = {**G3, 'optimizer': 'sgd', 'lr': 1e-2, 'weight_decay': 5e-4}
 H3 = {**S3, 'head_lr_mult': 10.0}
+DEF = {**H3, 'iters': 400, 'ema_alpha': 0.98, 'bn_init': 20, 'eval_every': 40}  # the TrainConfig defaults chosen here
 ROWS = {  # name -> TrainConfig overrides (method included)
     # 1. the loop fed ground truth: the source recipe's settings one at a time, then together
     'lo_old': {'method': 'loop_oracle', **OLD},
@@ -77,6 +78,9 @@ ROWS = {  # name -> TrainConfig overrides (method included)
     'gtf_h10_bn_l2sp1': {'method': 'gt_filtered', **H3, 'bn_init': 20, 'l2sp_weight': 1.0},
     'lo_h10_l2sp01': {'method': 'loop_oracle', **H3, 'l2sp_weight': 0.1},
     'st_h10_bn_l2sp01': {'method': 'mt_threshold', 'mix': 'none', **H3, 'bn_init': 20, 'l2sp_weight': 0.1},
+    # 8. the chosen defaults (`DEF`): a pull toward the starting weights that may let ground truth teach and stop the collapse
+    'lo_def_l2sp03': {'method': 'loop_oracle', **DEF, 'l2sp_weight': 0.3},
+    'st_def_l2sp03': {'method': 'mt_threshold', 'mix': 'none', **DEF, 'l2sp_weight': 0.3},
 }
 
 def work_dir(setting): return Path(os.environ.get('SFDA_RUNS', 'runs'))/'loop_study'/setting

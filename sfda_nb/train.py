@@ -710,9 +710,8 @@ class BNInit(Callback):
     def before_fit(self, run):
         n, a = run.cfg.bn_init, run.a
         if not n or a.it or run.plan.method.objective != 'pseudo_ce': return
-        stream = iter(run.env.batch_stream(self.ds, run.cfg.batch_size, seed=run.cfg.seed + 7919))
-        estimate_bn(a.student, (next(stream)['img'].to(run.device).float().div_(255) for _ in range(n)))
-        models.train_mode(a.student, 'train'); a.sync(a.student)  # under torchrun: the ranks' statistics averaged
+        stream = iter(data.BatchStream(self.ds, run.cfg.batch_size, seed=run.cfg.seed + 7919))  # whole batches on every rank:
+        estimate_bn(models.unwrap(a.student), (next(stream)['img'].to(run.device).float().div_(255) for _ in range(n)))  # equal
         src = dict(models.unwrap(a.student).named_buffers())
         for k, b in a.teacher.model.named_buffers(): b.copy_(src[k])
 
