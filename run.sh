@@ -25,6 +25,7 @@ setup() {
 
 cmd=${1:-demo}; shift || true
 case "$cmd" in
+  -h|--help|help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; echo "  (./run.sh demo --help: the demo's options; python -m sfda_nb.cli --help: every sub-command)" ;;
   setup) setup ;;
   demo) setup; $PY -m sfda_nb.cli demo "$@" ;;
   render) setup; $PY -m sfda_nb.cli render "$@" ;;

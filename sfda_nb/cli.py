@@ -12,14 +12,16 @@ from .core import frozen_config, default_data_root, parse_value, ConfigError, Ch
 from . import train
 
 # %% auto #0
-__all__ = ['EXPECTED', 'config_parser', 'parse_config', 'stored_oracle', 'gap', 'report', 'demo', 'render', 'sweep', 'main']
+__all__ = ['EXPECTED', 'COMMANDS', 'config_parser', 'parse_config', 'stored_oracle', 'gap', 'report', 'demo', 'render', 'sweep',
+           'usage', 'main']
 
 # %% ../nbs/09_cli.ipynb #f2297ea9
 def config_parser(prog='demo') -> argparse.ArgumentParser:
     "An argparse parser with one `--name` option per `TrainConfig` field, its comment as help."
     p = argparse.ArgumentParser(prog=f'sfda_nb {prog}', description='Adapt a source model to a target domain (05_train).')
     for f in train.config_fields():
-        p.add_argument(f'--{f.name}', dest=f.name, default=None, metavar=f.type.upper(), help=f'{f.comment} (default {f.default})')
+        alias = [f'--{f.name.replace("_", "-")}'] if '_' in f.name else []  # --batch-size as predict spells it, or --batch_size
+        p.add_argument(f'--{f.name}', *alias, dest=f.name, default=None, metavar=f.type.upper(), help=f'{f.comment} (default {f.default})'.replace('%', '%%'))  # argparse formats help with %
     p.add_argument('--debug', action='store_true', help='show the full traceback of an error')
     p.add_argument('--baseline', default='adabn', choices=['adabn', 'none'], help='demo: also run AdaBN, for comparison (default adabn)')
     return p
@@ -106,12 +108,26 @@ def sweep(argv=()):
     argv = list(argv)
     return slurm.main(argv) if any(a == '--backend' or a.startswith('--backend=') for a in argv) else experiments.main(argv)
 
+COMMANDS = {  # sub-command -> what it does, in one sentence
+    'demo': "adapt a source model to a target (the embedded benchmark unless told) with a method and a baseline, and print them against source-only and the oracle",
+    'render': "render the embedded benchmark into the data folder (cached)",
+    'sweep': "run methods x seeds through papermill, each in its own folder, and write the paper-style tables",
+    'predict': "predict every image below a folder with a trained model: labels, colours, overlays and reliability maps",
+    'export': "export a trained model to ONNX or TorchScript"}
+
+def usage() -> str:
+    "The sub-commands, one sentence each."
+    return ("usage: python -m sfda_nb.cli <command> [options]     (<command> --help lists its options)\n\n"
+            + '\n'.join(f"  {k:8s} {v}" for k, v in COMMANDS.items()))
+
 def main(argv=None):
     "`python -m sfda_nb.cli demo|render|sweep [options]`; expected errors end in one line and status 2 (`--debug`: traceback)."
     argv = list(sys.argv[1:] if argv is None else argv)
     from sfda_nb import predict
     cmds = {'demo': demo, 'render': render, 'sweep': sweep, 'predict': predict.main_predict, 'export': predict.main_export}
-    if not argv or argv[0] not in cmds: sys.exit(f"usage: python -m sfda_nb.cli {{{'|'.join(cmds)}}} [options]")
+    if not argv or argv[0] not in cmds:
+        if argv[:1] in (['-h'], ['--help']): print(usage()); return
+        print(usage() if not argv else f"unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr); sys.exit(2)
     debug = '--debug' in argv
     try: return cmds[argv[0]]([a for a in argv[1:] if a != '--debug'] if argv[0] != 'demo' else argv[1:])
     except EXPECTED as e:
