@@ -86,7 +86,7 @@ def table(setting, out:Path):
                    mt_threshold_mean=sum(mt)/len(mt) if mt else None, n_mt=len(mt),
                    gap_closed_pct={x['row']: x['gap_closed_pct'] for x in rows if x['gap_closed_pct'] is not None},
                    loop={k: cfg.get(k) for k in ('iters', 'lr', 'optimizer', 'head_lr_mult', 'weight_decay', 'ema_alpha', 'ema_ramp', 'batch_size', 'crop',
-                                                 'target_scale', 'strong_aug', 'student_bn', 'teacher_bn', 'bn_init', 'l2sp_weight', 'div_weight', 'loss_norm')},
+                                                 'target_scale', 'jitter', 'blur', 'student_bn', 'teacher_bn', 'bn_init', 'l2sp_weight', 'div_weight', 'loss_norm')},
                    source_train_seconds=ms['source_only']['source_ckpt'].get('train_seconds'),
                    oracle_train_seconds=ms['oracle']['source_ckpt'].get('train_seconds') if orc is not None else None,
                    pretrained={k: v for k, v in (ms['source_only']['source_ckpt'].get('pretrained') or {}).items() if k != 'path'},
@@ -145,7 +145,7 @@ def probes(setting, out:Path):
     keys = ('lr', 'iters', 'optimizer', 'weight_decay', 'head_lr_mult', 'crop', 'student_bn')
     md = [f"## Loop settings tried on {SETTINGS[setting][0]} → {SETTINGS[setting][1]} (same data and source model)", '',
           'Folders named row + tag; `_noscale` (target stream not rescaled) and `_noaug` (no strong augmentation) are the',
-          'runs made before those two were config fields (now `target_scale=[1.0, 1.0]` and `strong_aug=0`). Teacher and student: last evaluation.', '',
+          'runs made before those two were config fields (now `target_scale=[1.0, 1.0]` and `jitter=0, blur=0`). Teacher and student: last evaluation.', '',
           '| run | overrides | teacher | student |', '| --- | --- | --- | --- |']
     for d in sorted(work_dir(setting).iterdir()):
         row = next((r for r in ROWS if d.name.startswith(r) and d.name != r), None)

@@ -17,9 +17,9 @@ from calibrate import SETTINGS
 
 OLD = {}  # the loop's defaults before this study: BASE itself
 BASE = dict(optimizer='sgd', lr=1e-3, head_lr_mult=1.0, weight_decay=5e-4, iters=200, crop=[128, 128], target_scale=[0.5, 1.5],
-            strong_aug=1.0, ema_alpha=0.99, ema_ramp=True, teacher_bn='ema', bn_init=0, l2sp_weight=0.0, div_weight=0.0,
+            jitter=0.2, blur=0.5, ema_alpha=0.99, ema_ramp=True, teacher_bn='ema', bn_init=0, l2sp_weight=0.0, div_weight=0.0,
             loss_norm='mean')  # every row starts from the loop's settings before this study (SGD 1e-3, 128² rescaled crops, strong augmentation)
-GT = {'optimizer': 'adamw', 'lr': 2e-3, 'weight_decay': 1e-4, 'crop': [128, 256], 'target_scale': [1.0, 1.0], 'strong_aug': 0.0}  # the source recipe's
+GT = {'optimizer': 'adamw', 'lr': 2e-3, 'weight_decay': 1e-4, 'crop': [128, 256], 'target_scale': [1.0, 1.0], 'jitter': 0.0}  # the source recipe's
 G3 = {**GT, 'iters': 300}
 S3 = {**G3, 'optimizer': 'sgd', 'lr': 1e-2, 'weight_decay': 5e-4}
 H3 = {**S3, 'head_lr_mult': 10.0}
@@ -29,12 +29,12 @@ ROWS = {  # name -> TrainConfig overrides (method included)
     'lo_old': {'method': 'loop_oracle', **OLD},
     'lo_adamw': {'method': 'loop_oracle', 'optimizer': 'adamw', 'lr': 2e-3, 'weight_decay': 1e-4},
     'lo_whole': {'method': 'loop_oracle', 'crop': [128, 256], 'target_scale': [1.0, 1.0]},
-    'lo_noaug': {'method': 'loop_oracle', 'strong_aug': 0.0},
+    'lo_noaug': {'method': 'loop_oracle', 'jitter': 0.0},
     'lo_gt': {'method': 'loop_oracle', **GT},
-    'lo_gt_aug': {'method': 'loop_oracle', **GT, 'strong_aug': 1.0},
+    'lo_gt_aug': {'method': 'loop_oracle', **GT, 'jitter': 1.0},
     'lo_gt_300': {'method': 'loop_oracle', **GT, 'iters': 300},
     'lo_gt_lr4': {'method': 'loop_oracle', **GT, 'lr': 4e-3},
-    'lo_gt_aug_tbn': {'method': 'loop_oracle', **GT, 'strong_aug': 1.0, 'teacher_bn': 'batch'},
+    'lo_gt_aug_tbn': {'method': 'loop_oracle', **GT, 'jitter': 1.0, 'teacher_bn': 'batch'},
     # 2. plain self-training (mt_threshold without mixing) in the loop that ground truth teaches (300 iterations), then each stabiliser
     'adabn_gt': {'method': 'adabn', **G3},
     'gtf_gt': {'method': 'gt_filtered', **G3},
@@ -64,8 +64,8 @@ ROWS = {  # name -> TrainConfig overrides (method included)
     'st_sgd_bn_tbn': {'method': 'mt_threshold', 'mix': 'none', **S3, 'bn_init': 20, 'teacher_bn': 'batch'},
     'gtf_sgd_bn': {'method': 'gt_filtered', **S3, 'bn_init': 20},
     # 5. a student view that differs from the teacher's (DACS's strong augmentation), with the teacher's BN on clean batches
-    'st_sgd_bn_aug_tbn': {'method': 'mt_threshold', 'mix': 'none', **S3, 'bn_init': 20, 'strong_aug': 1.0, 'teacher_bn': 'batch'},
-    'lo_sgd_h10_aug_tbn': {'method': 'loop_oracle', **S3, 'head_lr_mult': 10.0, 'strong_aug': 1.0, 'teacher_bn': 'batch'},
+    'st_sgd_bn_aug_tbn': {'method': 'mt_threshold', 'mix': 'none', **S3, 'bn_init': 20, 'jitter': 1.0, 'teacher_bn': 'batch'},
+    'lo_sgd_h10_aug_tbn': {'method': 'loop_oracle', **S3, 'head_lr_mult': 10.0, 'jitter': 1.0, 'teacher_bn': 'batch'},
     'st_sgd_bn_l2sp1': {'method': 'mt_threshold', 'mix': 'none', **S3, 'bn_init': 20, 'l2sp_weight': 1.0},
     # 6. the candidate loop (SGD 1e-2, head x10) with the AdaBN start
     'gtf_h10_bn': {'method': 'gt_filtered', **H3, 'bn_init': 20},

@@ -178,16 +178,14 @@ def strong_params(n:int,                     # batch size
                   p_jitter:float=0.8,        # probability of jittering the batch
                   p_blur:float=0.5,          # probability of blurring the batch
                   sigma=(0.15, 1.15),        # range of the blur's σ
-                  strength:float=1.0,        # scales the jitter and σ (0: the identity, with the same draws)
                  ) -> dict:
     "Draw one call's strong-augmentation parameters (always the same number of draws, on the CPU)."
     u = torch.rand(n * 4 + 3, generator=generator, device=generator.device).cpu()
     order = torch.randperm(4, generator=generator, device=generator.device).cpu()
     fac = 2 * u[:n * 4].view(n, 4) - 1
-    jitter, sigma = jitter * strength, (sigma[0] * strength, sigma[1] * strength)
     fac = torch.cat([1 + jitter * fac[:, :3], jitter * fac[:, 3:]], 1)
-    return {'jitter': bool(u[-3] < p_jitter) and strength > 0, 'factors': fac, 'order': order.tolist(),
-            'blur': bool(u[-2] < p_blur) and strength > 0, 'sigma': float(sigma[0] + (sigma[1] - sigma[0]) * u[-1])}
+    return {'jitter': bool(u[-3] < p_jitter), 'factors': fac, 'order': order.tolist(),
+            'blur': bool(u[-2] < p_blur), 'sigma': float(sigma[0] + (sigma[1] - sigma[0]) * u[-1])}
 
 def apply_strong(x:torch.Tensor, params:dict) -> torch.Tensor:
     "Colour jitter, then Gaussian blur, as `params` (from `strong_params`) says; x is N×3×H×W RGB in [0, 1]."
@@ -202,10 +200,9 @@ def strong_augment(x:torch.Tensor,             # N×3×H×W RGB in [0, 1] (the m
                    p_jitter:float=0.8,         # probability of colour jitter (one draw per batch, as DACS)
                    p_blur:float=0.5,           # probability of blur (one draw per batch, as DACS)
                    sigma=(0.15, 1.15),         # range of the blur's σ
-                   strength:float=1.0,         # scales jitter and σ (`TrainConfig.strong_aug`; 0: off)
                   ) -> torch.Tensor:
     "DACS strong augmentation of the student's input: colour jitter (p 0.8), then Gaussian blur (p 0.5)."
-    return apply_strong(x, strong_params(x.shape[0], generator, jitter, p_jitter, p_blur, sigma, strength))
+    return apply_strong(x, strong_params(x.shape[0], generator, jitter, p_jitter, p_blur, sigma))
 
 # %% ../nbs/04_classmix.ipynb #8ad6ab2e
 def mix_figure(x:torch.Tensor,        # N×3×H×W images in [0, 1] (N ≥ 2)

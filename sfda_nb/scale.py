@@ -152,10 +152,10 @@ def sync_buffers(self, model:nn.Module):
 
 # %% ../nbs/08_scale.ipynb #dde6ad12
 @patch_to(Dist)
-def strong_augment(self, x:torch.Tensor, generator:torch.Generator, strength:float=1.0) -> torch.Tensor:
+def strong_augment(self, x:torch.Tensor, generator:torch.Generator, jitter:float=0.2, p_blur:float=0.5) -> torch.Tensor:
     "`classmix.strong_augment` of this rank's slice `x`, with the parameters of the global batch."
     n = x.shape[0]
-    params = classmix.strong_params(n * self.world, generator, strength=strength)
+    params = classmix.strong_params(n * self.world, generator, jitter=jitter, p_blur=p_blur)
     params['factors'] = params['factors'][self.rank * n:(self.rank + 1) * n]
     return classmix.apply_strong(x, params)
 

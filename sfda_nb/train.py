@@ -44,7 +44,8 @@ class TrainConfig:
     batch_size: int = 4  # target images per step
     crop: tuple[int, int] = (128, 256)  # training crop (H, W) after the dataset's standard resize (128×256: the whole embedded image)
     target_scale: tuple[float, float] = (1.0, 1.0)  # random rescaling of the target stream before the crop ((1.0, 1.0): none; raised where the image would not cover the crop)
-    strong_aug: float = 0.0  # strength of the student's strong augmentation (colour jitter and blur σ scaled by it; 1: DACS's; 0: off)
+    jitter: float = 0.0  # colour-jitter strength s of the student's strong augmentation (brightness, contrast, saturation 1 ± s, hue ± s, p 0.8; DACS: 0.2; 0: off)
+    blur: float = 0.5  # probability of the Gaussian blur (σ 0.15–1.15) of the student's strong augmentation (DACS: 0.5; 0: off)
     arch: str = 'small'  # model architecture for a source model trained here: small | deeplabv2_r101
     source_ckpt: str = ''  # source checkpoint path; empty: train (and cache) one on the embedded source
     source_iters: int = 600  # iterations for a source (or oracle) model trained here
@@ -118,7 +119,7 @@ def parameters_cell(cls=TrainConfig) -> str:
 PRESETS = {  # name -> the values of the loop's settings it stands for
     'embedded': {},  # the TrainConfig defaults themselves
     'deeplabv2': dict(arch='deeplabv2_r101', optimizer='sgd', lr=2.5e-4, head_lr_mult=10.0, weight_decay=5e-4, poly_power=0.9,
-                      crop=(512, 512), batch_size=2, iters=20000, ema_alpha=0.999, target_scale=(0.5, 1.5), strong_aug=1.0,
+                      crop=(512, 512), batch_size=2, iters=20000, ema_alpha=0.999, target_scale=(0.5, 1.5), jitter=0.2, blur=0.5,
                       teacher_bn='batch', eval_every=2000),
 }
 
@@ -419,7 +420,7 @@ class Adaptation:
     it: int = 0
     update: Callable = None  # loss -> backward and optimiser step (default `Update(opt)`)
     autocast: Callable = contextlib.nullcontext  # () -> the context the forward passes run in
-    augment: Callable = classmix.strong_augment  # (x, generator, strength) -> strongly augmented x
+    augment: Callable = classmix.strong_augment  # (x, generator, jitter=, p_blur=) -> strongly augmented x
     sync: Callable = _no_sync  # (student) -> BatchNorm statistics made equal over processes before the EMA
     def __post_init__(self):
         if self.update is None: self.update = Update(self.opt)
@@ -511,7 +512,7 @@ def adapt_step(a:Adaptation, x:torch.Tensor, y:Optional[torch.Tensor]=None, warm
     if warmup: return StepOutput(torch.zeros((), device=x.device), aux, rel.mean(), t.conf.mean(), t, rel, ())
     # 4. mixing: one mask for image, pseudo-label and reliability; then strong augmentation
     xm, ym, rm, mask = a.mixer(x, t.pseudo, rel, a.gen)
-    xm = a.augment(xm, a.gen, a.cfg.strong_aug)
+    xm = a.augment(xm, a.gen, jitter=a.cfg.jitter, p_blur=a.cfg.blur)
     # 5. student step on the reliability-weighted loss over all pixels, no threshold
     models.train_mode(a.student, a.cfg.student_bn)
     with a.autocast(): loss = a.objective(a.student, x, xm, ym, rm)

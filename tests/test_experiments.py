@@ -151,7 +151,7 @@ def test_config_files_are_train_configs():
         assert (cfg.ema_alpha, cfg.metric_lr, cfg.proxy_lr_mult, cfg.eval_max_images) == (0.999, 1e-4, 100.0, 0)
         assert all(isinstance(v, (int, float, str, list)) for v in raw.values())
         from sfda_nb.train import with_preset
-        assert cfg.preset == 'deeplabv2' and with_preset(cfg) == dataclasses.replace(cfg, teacher_bn='batch', target_scale=(0.5, 1.5), strong_aug=1.0)
+        assert cfg.preset == 'deeplabv2' and with_preset(cfg) == dataclasses.replace(cfg, teacher_bn='batch', target_scale=(0.5, 1.5), jitter=0.2)
 
 
 def test_config_files_fail_fast_without_data(tmp_path):

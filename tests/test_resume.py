@@ -143,7 +143,7 @@ def test_resume_continues_with_more_iters_and_refuses_other_parameters(tmp_path,
     assert again.returncode == 0 and 'already holds this finished run' in again.stdout and 'Traceback' not in again.stderr
     bad = _run(out, source_ckpt, resume=True, **dict(short, lr=3e-4))
     assert bad.returncode == 2 and 'Traceback' not in bad.stderr
-    assert bad.stderr.strip().splitlines()[-1].startswith('ConfigError: resume=True: the run in') and 'lr 0.001 -> 0.0003' in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith('ConfigError: resume=True: the run in') and 'lr 0.01 -> 0.0003' in bad.stderr
     more = _run(out, source_ckpt, resume=True, **dict(short, iters=6))
     assert more.returncode == 0, more.stderr[-3000:]
     m = json.loads((out/'metrics.json').read_text())

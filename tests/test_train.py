@@ -41,7 +41,8 @@ def test_cli_options_mirror_config():
     from sfda_nb.train import config_fields
     actions = {a.dest: a for a in cli.config_parser()._actions}
     for f in config_fields():
-        assert actions[f.name].help == f'{f.comment} (default {f.default})' and actions[f.name].default is None
+        assert actions[f.name].help.replace('%%', '%') == f'{f.comment} (default {f.default})' and actions[f.name].default is None
+    cli.config_parser().format_help()  # a comment with % must not break argparse's formatting
 
 
 TINY = dict(iters=3, batch_size=2, eval_every=0, eval_max_images=4, source_iters=20, metric_warmup=1, n_per_class=64, threads=1)
