@@ -44,7 +44,7 @@ def main():
            'seconds': {'total': round(total, 1), 'source_training': round(src_meta.get('train_seconds') or 0, 1),
                        **{m: round(r['seconds'], 1) for m, r in runs.items()}},
            'miou': {'source_only': runs[next(iter(runs))]['source_only']['miou'], **{m: r['miou'] for m, r in runs.items()}},
-           'render_seconds': manifest.get('seconds'), 'stdout_table': table.strip()}
+           'render_seconds': manifest.get('seconds'), 'stdout_table': table.strip().replace(str(tmp) + '/', '')}  # no machine path in a committed file
     Path(a.out).write_text(json.dumps(derive(res), indent=1) + '\n'); print(json.dumps(res, indent=1))
     shutil.rmtree(tmp, ignore_errors=True)
 
