@@ -155,7 +155,8 @@ def run_state(d:Path, spec:RunSpec, expected:Optional[dict]=None) -> str:
     if m.exists():
         try: rec = json.loads(m.read_text()).get('config', {})
         except (json.JSONDecodeError, UnicodeDecodeError): return 'stale'
-        return 'done' if config_matches(rec, spec.params, expected) else 'stale'
+        if not config_matches(rec, spec.params, expected): return 'stale'
+        return 'failed' if (d/'error.txt').exists() else 'done'  # trained, but its notebook stopped later (a timeout): run it again
     p = d/'params.yaml'
     if p.exists() and identity(yaml.safe_load(p.read_text()) or {}) != identity(spec.params): return 'stale'
     if (d/'error.txt').exists(): return 'failed'
