@@ -81,6 +81,9 @@ ROWS = {  # name -> TrainConfig overrides (method included)
     # 8. the chosen defaults (`DEF`): a pull toward the starting weights that may let ground truth teach and stop the collapse
     'lo_def_l2sp03': {'method': 'loop_oracle', **DEF, 'l2sp_weight': 0.3},
     'st_def_l2sp03': {'method': 'mt_threshold', 'mix': 'none', **DEF, 'l2sp_weight': 0.3},
+    # 9. after the fix: DACS's own colour jitter (0.2) in the chosen loop
+    'lo_def_j02': {'method': 'loop_oracle', **DEF, 'jitter': 0.2},
+    'st_def_j02': {'method': 'mt_threshold', 'mix': 'none', **DEF, 'jitter': 0.2},
 }
 
 def work_dir(setting): return Path(os.environ.get('SFDA_RUNS', 'runs'))/'loop_study'/setting
