@@ -84,6 +84,8 @@ ROWS = {  # name -> TrainConfig overrides (method included)
     # 9. after the fix: DACS's own colour jitter (0.2) in the chosen loop
     'lo_def_j02': {'method': 'loop_oracle', **DEF, 'jitter': 0.2},
     'st_def_j02': {'method': 'mt_threshold', 'mix': 'none', **DEF, 'jitter': 0.2},
+    'lo_def_b0': {'method': 'loop_oracle', **DEF, 'blur': 0.0},
+    'st_def_b0': {'method': 'mt_threshold', 'mix': 'none', **DEF, 'blur': 0.0},
 }
 
 def work_dir(setting): return Path(os.environ.get('SFDA_RUNS', 'runs'))/'loop_study'/setting
