@@ -80,7 +80,7 @@ def table(setting, out:Path):
     summary = dict(source=SETTINGS[setting][0], target=SETTINGS[setting][1], protocol=ms['source_only']['protocol'],
                    render_version=synth.RENDER_VERSION, source_sha256=ms['source_only']['source_ckpt']['sha256'],
                    oracle_sha256=ms['oracle']['source_ckpt']['sha256'] if orc is not None else None, source_iters=cfg['source_iters'],
-                   source_only=so, oracle=orc, ratio=None if orc is None else so/orc, undefined_rows=undefined, adabn=next((x['miou'] for x in rows if x['row'] == 'adabn'), None),
+                   source_only=so, oracle=orc, ratio=None if orc is None else so/orc, undefined_rows=undefined, adabn=get('adabn'),
                    loop_oracle=get('loop_oracle'), gt_filtered=get('gt_filtered'), gt_filtered_3x=get('gt_filtered_3x'),
                    mt_threshold_s0=get('mt_threshold_nomix_s0'), mt_threshold_s0_3x=get('mt_threshold_nomix_s0_3x'),
                    mt_threshold_mean=sum(mt)/len(mt) if mt else None, n_mt=len(mt),

@@ -15,7 +15,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibrate import SETTINGS
 
-OLD = {}  # the loop's defaults before this study: BASE itself
 BASE = dict(optimizer='sgd', lr=1e-3, head_lr_mult=1.0, weight_decay=5e-4, iters=200, crop=[128, 128], target_scale=[0.5, 1.5],
             jitter=0.2, blur=0.5, ema_alpha=0.99, ema_ramp=True, teacher_bn='ema', bn_init=0, l2sp_weight=0.0, div_weight=0.0,
             loss_norm='mean')  # every row starts from the loop's settings before this study (SGD 1e-3, 128² rescaled crops, strong augmentation)
@@ -26,10 +25,10 @@ H3 = {**S3, 'head_lr_mult': 10.0}
 DEF = {**H3, 'iters': 400, 'ema_alpha': 0.98, 'bn_init': 20, 'eval_every': 40}  # the TrainConfig defaults chosen here
 ROWS = {  # name -> TrainConfig overrides (method included)
     # 1. the loop fed ground truth: the source recipe's settings one at a time, then together
-    'lo_old': {'method': 'loop_oracle', **OLD},
+    'lo_old': {'method': 'loop_oracle'},
     'lo_adamw': {'method': 'loop_oracle', 'optimizer': 'adamw', 'lr': 2e-3, 'weight_decay': 1e-4},
     'lo_whole': {'method': 'loop_oracle', 'crop': [128, 256], 'target_scale': [1.0, 1.0]},
-    'lo_noaug': {'method': 'loop_oracle', 'jitter': 0.0},
+    'lo_noaug': {'method': 'loop_oracle', 'jitter': 0.0, 'blur': 0.0},
     'lo_gt': {'method': 'loop_oracle', **GT},
     'lo_gt_aug': {'method': 'loop_oracle', **GT, 'jitter': 1.0},
     'lo_gt_300': {'method': 'loop_oracle', **GT, 'iters': 300},

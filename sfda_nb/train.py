@@ -478,25 +478,28 @@ def teacher_view(a:Adaptation, x:torch.Tensor) -> Teacher:
 
 # %% ../nbs/05_train.ipynb #fdf8a468
 @contextlib.contextmanager
-def batch_statistics(model:nn.Module, on:bool=True, track:bool=False):
-    "Inside: `model`'s BatchNorm layers normalise with the batch's own statistics; their running ones follow it if `track`."
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if on else []
+def _bn_train(model:nn.Module, momentum=...):
+    "Inside: every BatchNorm layer of `model` in training mode with `momentum` (`...`: its own); restored after. Yields the layers."
+    bns = [m for m in models.unwrap(model).modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [(m.training, m.momentum) for m in bns]
     for m in bns:
         m.train()
-        if not track: m.momentum = 0.0  # running ← running·(1 − 0) + batch·0: unchanged
-    try: yield model
+        if momentum is not ...: m.momentum = momentum
+    try: yield bns
     finally:
         for m, (tr, mom) in zip(bns, saved): m.train(tr); m.momentum = mom
 
+@contextlib.contextmanager
+def batch_statistics(model:nn.Module, on:bool=True, track:bool=False):
+    "Inside: `model`'s BatchNorm layers normalise with the batch's own statistics; their running ones follow it if `track`."
+    if not on: yield model; return
+    with _bn_train(model, ... if track else 0.0): yield model  # momentum 0: running ← running·1 + batch·0, unchanged
+
 def estimate_bn(model:nn.Module, batches) -> nn.Module:
     "AdaBN: replace `model`'s BatchNorm running statistics by their average over `batches` ([0, 1] images), no gradient."
-    bns = [m for m in models.unwrap(model).modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.training, m.momentum) for m in bns]
-    for m in bns: m.reset_running_stats(); m.train(); m.momentum = None  # None: a cumulative average
-    with torch.no_grad():
+    with _bn_train(model, None) as bns, torch.no_grad():  # momentum None: a cumulative average
+        for m in bns: m.reset_running_stats()
         for x in batches: model(x)
-    for m, (tr, mom) in zip(bns, saved): m.train(tr); m.momentum = mom
     return model
 
 # %% ../nbs/05_train.ipynb #fc13426e
@@ -684,17 +687,18 @@ def _f(x):
 class PseudoLabelQuality(Callback):
     "Per-class precision and recall of the kept pseudo-labels against the target's labels, into each log record."
     order = 25  # before JsonLog
+    def __init__(self, every=10): self.every = every  # JsonLog's: the fields are read off the device only when a record is written
     def before_fit(self, run): self.conf = None
     def after_step(self, run, out):
         if run.labels is None or not out.teacher: return
-        if 'pl_kept' not in run.log_extra: self.conf = None  # JsonLog wrote the last window: a new one starts
         C = run.protocol.num_classes
         kept = (out.rel >= 0.5) & (out.teacher.pseudo != IGNORE)  # a control's labels may ignore pixels
         pred = torch.where(kept, out.teacher.pseudo, torch.full_like(out.teacher.pseudo, C))  # C: not kept
         valid = run.labels != IGNORE
         m = torch.bincount(run.labels[valid] * (C + 1) + pred[valid], minlength=C * (C + 1)).view(C, C + 1)
         self.conf = m if self.conf is None else self.conf + m
-        run.log_extra.update(pl_quality(self.conf))
+        if run.a.it % self.every and run.a.it != run.total: return
+        run.log_extra.update(pl_quality(self.conf)); self.conf = None  # this window's; the next starts empty
 
 def pl_quality(conf:torch.Tensor) -> dict:
     "From a C×(C+1) matrix (rows: ground truth; columns: kept pseudo-label, last column: not kept): the log fields."
@@ -847,7 +851,8 @@ def prepare(cfg:TrainConfig, extra_cbs=(), env=None) -> Run:
     a = build_adaptation(cfg, student, protocol.num_classes, env.device, gen, plan)
     run = Run(cfg, plan, a, None, data.eval_loader(env.shard(eval_ds, cfg.eval_max_images), num_workers=cfg.num_workers),
               protocol, out, env, source_info=src_meta, resuming=resuming)
-    run.cbs = [BNInit(train_ds), PolyLR(), Evaluate(), NanGuard(), PseudoLabelQuality(), JsonLog(), Checkpoint(cfg.ckpt_every),
+    log = JsonLog()
+    run.cbs = [BNInit(train_ds), PolyLR(), Evaluate(), NanGuard(), PseudoLabelQuality(log.every), log, Checkpoint(cfg.ckpt_every),
                Progress(), *extra_cbs]
     if resuming and (out/'state.pt').exists(): load_state(run, load_checkpoint(out/'state.pt', map_location=env.device))
     env.wrap(a)  # under torchrun: DDP student, the strategies' gradients averaged, this rank's share of each batch
