@@ -78,7 +78,7 @@ def _finished(cfg) -> Optional[dict]:
 
 def demo(argv=()) -> dict:
     "Render, train the source model, adapt with AdaBN and with the chosen method; print both against source-only and the oracle."
-    cfg = parse_config(list(argv)); t0 = time.time()
+    cfg = train.with_preset(parse_config(list(argv))); t0 = time.time()  # the values the runs use, for the report's header too
     from sfda_nb import scale
     base, plan = config_parser().parse_args(list(argv)).baseline, train.resolve(cfg)  # every name checked first
     methods = [base] if base != 'none' and plan.method.adapts and cfg.method != base else []
