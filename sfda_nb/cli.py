@@ -68,14 +68,6 @@ def report(ms:dict, cfg, seconds:float, oracle:Optional[dict]=None) -> str:
     return '\n'.join(rows)
 
 # %% ../nbs/09_cli.ipynb #32aef86c
-def _finished(cfg) -> Optional[dict]:
-    "The metrics of the finished run `cfg` names, if there is one and `resume` is off."
-    out = train.run_dir(cfg, train.resolve(cfg))
-    if not (out/'metrics.json').exists() or cfg.resume: return None
-    print(f"{out} already holds this finished run; its result is shown. For a fresh run pass --out_dir (a new folder) "
-          f"or another --seed; --resume True continues it with more --iters.")
-    return json.loads((out/'metrics.json').read_text())
-
 def demo(argv=()) -> dict:
     "Render, train the source model, adapt with AdaBN and with the chosen method; print both against source-only and the oracle."
     cfg = train.with_preset(parse_config(list(argv))); t0 = time.time()  # the values the runs use, for the report's header too
@@ -84,12 +76,8 @@ def demo(argv=()) -> dict:
     methods = [base] if base != 'none' and plan.method.adapts and cfg.method != base else []
     cfgs = {m: dataclasses.replace(cfg, method=m, out_dir=f'{cfg.out_dir}-{m}' if cfg.out_dir else '') for m in methods}
     cfgs[cfg.method] = cfg
-    ms, env = {}, None
-    for m, c in cfgs.items():
-        ms[m] = _finished(c)
-        if ms[m] is None:
-            env = env or scale.environment(c)
-            ms[m] = train.run(c, env=env)
+    env = scale.environment(cfg)  # torchrun's processes, else None (one process)
+    ms = {m: train.run(c, env=env) for m, c in cfgs.items()}  # a run finished with the same parameters is shown again, not re-run
     if env is None or env.is_main: print('\n' + report(ms, cfg, time.time() - t0, stored_oracle(cfg)))
     return ms[cfg.method]
 

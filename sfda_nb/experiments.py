@@ -20,12 +20,12 @@ from .core import project_root, default_runs_root, frozen_config, config_dict, p
 # %% auto #0
 __all__ = ['TRAIN_NOTEBOOK', 'EXEC_KEYS', 'RELIABILITIES', 'MIXES', 'NTHU_TARGETS', 'PUBLISHED', 'ABLATION_BASE', 'KERNEL_NAME',
            'GROUP', 'GAP_CLOSED', 'EMBEDDED', 'method_order', 'ablation_pairs', 'setting_rank', 'RunSpec', 'identity',
-           'run_id', 'unique_runs', 'grid', 'kernel_spec', 'expected_config', 'config_matches', 'run_state',
-           'notebook_error', 'error_summary', 'Sweep', 'sweep', 'config_id', 'run_record', 'collect', 'summarize', 'pm',
-           'fmt_table', 'gap_closed', 'benchmark_table', 'nthu_table', 'ablation_table', 'detail_table', 'tables',
-           'to_markdown', 'curves', 'curve_summary', 'export', 'plot_bars', 'plot_curves', 'compare_sweeps',
-           'embedded_pairs', 'ablation_runs', 'embedded_runs', 'check_runs', 'load_config', 'parser', 'runs_from_args',
-           'main', 'config_files', 'show_results']
+           'run_id', 'unique_runs', 'grid', 'kernel_spec', 'expected_config', 'config_matches', 'changed_inputs',
+           'run_state', 'notebook_error', 'error_summary', 'Sweep', 'sweep', 'config_id', 'run_record', 'collect',
+           'summarize', 'pm', 'fmt_table', 'gap_closed', 'benchmark_table', 'nthu_table', 'ablation_table',
+           'detail_table', 'tables', 'to_markdown', 'curves', 'curve_summary', 'export', 'plot_bars', 'plot_curves',
+           'compare_sweeps', 'embedded_pairs', 'ablation_runs', 'embedded_runs', 'check_runs', 'load_config', 'parser',
+           'runs_from_args', 'main', 'config_files', 'show_results']
 
 # %% ../nbs/07_experiments.ipynb #02cfd511
 TRAIN_NOTEBOOK = 'nbs/05_train.ipynb'  # the experiment, relative to the project root
@@ -149,13 +149,19 @@ def config_matches(recorded:dict,  # the `config` a finished run wrote into metr
     return all(k in rec for k in identity(params)) and all(rec[k] == v for k, v in expected.items() if k in rec)
 
 # %% ../nbs/07_experiments.ipynb #3f0a673d
+def changed_inputs(rec:dict) -> list:
+    "A training run's inputs that changed since it finished (`train.changed_inputs`: its source checkpoint's content, the render version)."
+    if not (rec.get('source_ckpt') or {}).get('sha256'): return []  # not a training run
+    from sfda_nb import train
+    return train.changed_inputs(rec)
+
 def run_state(d:Path, spec:RunSpec, expected:Optional[dict]=None) -> str:
     "done | stale | failed | incomplete | pending, read from the run folder `d`."
     d = Path(d); m = d/'out'/'metrics.json'
     if m.exists():
-        try: rec = json.loads(m.read_text()).get('config', {})
+        try: rec = json.loads(m.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError): return 'stale'
-        if not config_matches(rec, spec.params, expected): return 'stale'
+        if not config_matches(rec.get('config', {}), spec.params, expected) or changed_inputs(rec): return 'stale'
         return 'failed' if (d/'error.txt').exists() else 'done'  # trained, but its notebook stopped later (a timeout): run it again
     p = d/'params.yaml'
     if p.exists() and identity(yaml.safe_load(p.read_text()) or {}) != identity(spec.params): return 'stale'

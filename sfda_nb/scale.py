@@ -65,7 +65,7 @@ def environment(cfg) -> Optional[Dist]:
 
 # %% ../nbs/08_scale.ipynb #3f80c0f8
 @patch_to(Dist)
-def check_out_dir(self, out:Path, cfg) -> bool:
+def check_out_dir(self, out:Path, cfg) -> str:
     "`train.check_out_dir` on rank 0; every rank gets its answer (or raises its error)."
     res = None
     if self.is_main:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #91203de1
 from __future__ import annotations
-import contextlib, dataclasses, importlib, inspect, json, math, os, time
+import contextlib, dataclasses, hashlib, importlib, inspect, json, math, os, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional
@@ -18,17 +18,18 @@ import torch.nn.functional as F
 from . import data, models, metric, classmix, predict
 
 # %% auto #0
-__all__ = ['PRESETS', 'RELIABILITY', 'OBJECTIVES', 'LABELS', 'METHODS', 'CHOICES', 'STATE_FORMAT', 'RESUME_FREE', 'TrainConfig',
-           'Field', 'config_fields', 'parameters_cell', 'with_preset', 'Context', 'Teacher', 'Reliability',
-           'NoReliability', 'ThresholdReliability', 'ConfidenceReliability', 'ClassBalancedReliability',
+__all__ = ['PRESETS', 'RELIABILITY', 'OBJECTIVES', 'LABELS', 'METHODS', 'CHOICES', 'STATE_FORMAT', 'RESUME_FREE', 'IN_NAME',
+           'TrainConfig', 'Field', 'config_fields', 'parameters_cell', 'with_preset', 'Context', 'Teacher',
+           'Reliability', 'NoReliability', 'ThresholdReliability', 'ConfidenceReliability', 'ClassBalancedReliability',
            'MetricReliability', 'weighted_ce', 'PseudoCE', 'neg_diversity', 'l2_to_start', 'Entropy', 'BNStats',
            'TeacherLabels', 'GroundTruth', 'GroundTruthFiltered', 'Method', 'Plan', 'defined_on', 'load_plugins',
            'resolve', 'bn_affine', 'make_optimizer', 'Update', 'ScaledUpdate', 'Adaptation', 'precision',
            'build_adaptation', 'StepOutput', 'teacher_view', 'batch_statistics', 'estimate_bn', 'adapt_step', 'Local',
            'Run', 'next_batch', 'fit', 'Callback', 'PolyLR', 'score', 'evaluate_pair', 'Evaluate', 'NonFiniteLoss',
            'NanGuard', 'check_finite', 'JsonLog', 'PseudoLabelQuality', 'pl_quality', 'BNInit', 'state_dict',
-           'load_state', 'Checkpoint', 'Progress', 'run_dir', 'stored_config', 'check_out_dir', 'source_model',
-           'open_target', 'prepare', 'summarize', 'save_run', 'run']
+           'load_state', 'Checkpoint', 'Progress', 'identity', 'render_version', 'stored_identity', 'differences',
+           'changed_inputs', 'run_dir', 'RunExists', 'stored_run', 'check_out_dir', 'source_model', 'open_target',
+           'prepare', 'summarize', 'save_run', 'run']
 
 # %% ../nbs/05_train.ipynb #4180a29a
 @dataclass(frozen=True)
@@ -780,32 +781,79 @@ class Progress(Callback):
     def after_fit(self, run): self.bar.close()
 
 # %% ../nbs/05_train.ipynb #4129d81f
+RESUME_FREE = ('iters', 'resume', 'out_dir', 'ckpt_every', 'threads', 'num_workers', 'device', 'data_root')  # may differ on resume
+IN_NAME = ('source', 'target', 'method', 'seed')  # spelled out in the default folder name
+
+def identity(cfg:TrainConfig) -> dict:
+    "What a run's result depends on: every parameter but those free on resume, the source checkpoint by its sha256, the render version."
+    d = {k: v for k, v in config_dict(cfg).items() if k not in RESUME_FREE}
+    if cfg.source_ckpt and Path(cfg.source_ckpt).is_file(): d['source_ckpt'] = 'sha256:' + sha256_file(cfg.source_ckpt)
+    if (v := render_version(cfg)) is not None: d['render_version'] = v
+    return d
+
+def render_version(cfg:TrainConfig) -> Optional[int]:
+    "The embedded renderer's version where the run reads a rendered dataset (it changes the pictures), else None."
+    if not (data.is_rendered(cfg.source) or data.is_rendered(cfg.target)): return None
+    from sfda_nb import synth; return synth.RENDER_VERSION
+
+def stored_identity(rec:dict) -> dict:
+    "`identity` of a run as it recorded itself (metrics.json, or a resumable state): what it was made with."
+    d = {k: v for k, v in rec.get('config', {}).items() if k not in RESUME_FREE}
+    sha = (rec.get('source_ckpt') or {}).get('sha256')
+    if d.get('source_ckpt') and sha: d['source_ckpt'] = 'sha256:' + sha
+    if rec.get('render_version') is not None: d['render_version'] = rec['render_version']
+    return d
+
+def differences(old:dict, new:dict) -> list:
+    "'name old -> new' for each key both identities hold with other values (a key one side lacks, from an older version, is not compared)."
+    short = lambda v: f"sha256:{v[7:19]}…" if isinstance(v, str) and v.startswith('sha256:') else repr(v)
+    return [f"{k} {short(old[k])} -> {short(new[k])}" for k in new if k in old and old[k] != new[k]]
+
+def changed_inputs(rec:dict) -> list:
+    "What changed since a finished run recorded itself, with its own parameters: the source checkpoint file's content, the render version."
+    try: return differences(stored_identity(rec), identity(frozen_config(TrainConfig, rec.get('config', {}))))
+    except ConfigError as e: return [str(e)]  # made by a version with other parameters
+
 def run_dir(cfg:TrainConfig, plan:Plan) -> Path:
-    "The run's folder: `out_dir`, or runs/(source)-(target)/(method)-(reliability)-(mix)-s(seed)."
+    "The run's folder: `out_dir`, or runs/(source)-(target)/(method)-(reliability)-(mix)-s(seed)[-(hash of the other parameters that differ from the defaults)]."
     if cfg.out_dir: return Path(cfg.out_dir)
     setting = f'{data.dataset_slug(cfg.source)}-{data.dataset_slug(cfg.target)}'  # a folder target gets a folder-safe name
-    return default_runs_root()/setting/f'{cfg.method}-{plan.reliability or "x"}-{plan.mix or "x"}-s{cfg.seed}'
+    new, default = identity(cfg), identity(dataclasses.replace(TrainConfig(), **{k: getattr(cfg, k) for k in IN_NAME}))
+    changed = {k: v for k, v in new.items() if v != default.get(k)}
+    tag = '-' + hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8] if changed else ''
+    return default_runs_root()/setting/f'{cfg.method}-{plan.reliability or "x"}-{plan.mix or "x"}-s{cfg.seed}{tag}'
 
-RESUME_FREE = ('iters', 'resume', 'out_dir', 'ckpt_every', 'threads', 'num_workers', 'device', 'data_root')  # may differ on resume
+class RunExists(ConfigError, FileExistsError):
+    "A run folder holds another run, or this one in a state the parameters do not continue."
 
-def stored_config(out:Path) -> Optional[dict]:
-    "The config of the run in `out` (from metrics.json, else its resumable state), or None."
-    if (out/'metrics.json').exists(): return json.loads((out/'metrics.json').read_text()).get('config')
-    if (out/'state.pt').exists(): return load_checkpoint(out/'state.pt').get('config')
+def stored_run(out:Path) -> Optional[tuple]:
+    "(identity, iterations, finished) of the run in `out`, from metrics.json, else its resumable state; None when neither exists."
+    if (out/'metrics.json').exists():
+        m = json.loads((out/'metrics.json').read_text()); return stored_identity(m), m['config']['iters'], True
+    if (out/'state.pt').exists():
+        s = load_checkpoint(out/'state.pt'); return stored_identity(s), s['config']['iters'], False
     return None
 
-def check_out_dir(out:Path, cfg:TrainConfig) -> bool:
-    "True when `cfg` resumes the run in `out`; an existing run is never overwritten nor resumed with other parameters."
-    if not (out.exists() and any(out.iterdir())): return False
-    if not cfg.resume:
-        raise FileExistsError(f"out_dir {out} already holds a run; pass resume=True to continue it, or choose another out_dir")
-    old, new = stored_config(out), config_dict(cfg)
-    if old is None: return False  # an attempt that never saved a state starts again
-    diff = [f"{k} {old.get(k)!r} -> {new[k]!r}" for k in new if k not in RESUME_FREE and old.get(k, new[k]) != new[k]]
-    if new['iters'] < old.get('iters', 0): diff.append(f"iters {old['iters']} -> {new['iters']} (a run can only be continued)")
-    if diff: raise ConfigError(f"resume=True: the run in {out} was made with other parameters ({'; '.join(diff)}); "
-                               f"pass its values, or choose another out_dir")
-    return True
+def check_out_dir(out:Path, cfg:TrainConfig) -> str:
+    """The one rule of every entry point: 'new' (an empty folder), 'done' (it holds this run, finished with the same parameters:
+    shown again), 'resume' (`resume=True` continues it); anything else is refused, naming what differs. Nothing is ever overwritten."""
+    if not (out.exists() and any(out.iterdir())): return 'new'
+    rec = stored_run(out)
+    if rec is None:
+        if cfg.resume: return 'new'  # an attempt that never saved a state starts again
+        raise RunExists(f"out_dir {out} already holds files of a run that saved no state; pass resume=True to start it again there, "
+                        f"or choose another out_dir")
+    old, iters, done = rec
+    diff = differences(old, identity(cfg))
+    if diff: raise RunExists(f"the run in {out} was made with other parameters ({'; '.join(diff)}); choose another out_dir "
+                             f"(left empty, the default folder is named after the parameters that differ from the defaults)")
+    if cfg.iters < iters: raise RunExists(f"the run in {out} has {iters} iterations, asked {cfg.iters} (iters {iters} -> {cfg.iters}): "
+                                          f"a run can only be continued; choose another out_dir for a shorter one")
+    if done and cfg.iters == iters: return 'done'
+    if not cfg.resume: raise RunExists(f"out_dir {out} already holds a{' finished' if done else 'n unfinished'} run of {iters} iterations; "
+                                       f"pass resume=True to continue it to {cfg.iters}, or choose another out_dir")
+    return 'resume'
+
 
 # %% ../nbs/05_train.ipynb #6acc6f29
 def source_model(cfg:TrainConfig, plan:Plan, protocol, root, device):
@@ -849,7 +897,7 @@ def prepare(cfg:TrainConfig, extra_cbs=(), env=None) -> Run:
     root = Path(cfg.data_root) if cfg.data_root else default_data_root()
     protocol = data.PROTOCOLS[data.default_protocol(cfg.source, cfg.target)]
     out = run_dir(cfg, plan)
-    resuming = env.check_out_dir(out, cfg)  # before anything slow; nothing is written until the inputs are checked
+    resuming = env.check_out_dir(out, cfg) != 'new'  # before anything slow; nothing is written until the inputs are checked
     train_ds, eval_ds = open_target(cfg, env, root, protocol)  # before any model is built or trained
     student, src_meta = source_model(cfg, plan, protocol, root, env.device)
     if env.is_main: out.mkdir(parents=True, exist_ok=True)
@@ -881,7 +929,7 @@ def summarize(run, seconds:float) -> dict:
     headline = res[plan.report]['last'] if res[plan.report] else run.source_eval['miou']
     return {'miou': headline, 'report': plan.report if res[plan.report] else start, **res,
             'source_only': run.source_eval if start == 'source' else None, **({'oracle': run.source_eval} if start == 'oracle' else {}),
-            'source_ckpt': run.source_info, 'protocol': run.protocol.name,
+            'source_ckpt': run.source_info, 'protocol': run.protocol.name, 'render_version': render_version(cfg),
             'class_names': list(run.protocol.class_names), 'method': cfg.method, 'reliability': plan.reliability,
             'mix': plan.mix, 'seed': cfg.seed, 'out_dir': str(run.out_dir), 'config': config_dict(cfg), 'versions': models.versions(),
             'history': [{k: v for k, v in e.items() if k != '_logged'} for e in run.evals], 'seconds': seconds}
@@ -900,10 +948,14 @@ def save_run(r:Run, m:dict):
 
 def run(cfg:TrainConfig, extra_cbs=(), env=None) -> dict:
     "Run one experiment end to end; return (and write) its metrics."
-    t0 = time.time()
+    t0, cfg = time.time(), with_preset(cfg)
+    out = run_dir(cfg, resolve(cfg))
+    if (env or Local('cpu')).check_out_dir(out, cfg) == 'done':  # the same finished run: shown again, nothing re-run
+        if env is None or env.is_main:
+            print(f"{out} holds this run, finished with the same parameters: its result is shown again (another out_dir or seed "
+                  f"runs it afresh; resume=True with more iters continues it)")
+        return json.loads((out/'metrics.json').read_text())
     r = prepare(cfg, extra_cbs, env)
-    if r.resuming and (r.out_dir/'metrics.json').exists() and r.a.it >= r.total:  # finished, nothing more asked
-        return json.loads((r.out_dir/'metrics.json').read_text())
     if r.source_eval is None: r.source_eval = score(r, r.a.teacher).to_dict()
     if r.plan.method.adapts: fit(r)
     m = summarize(r, time.time() - t0)

@@ -140,10 +140,13 @@ def test_resume_continues_with_more_iters_and_refuses_other_parameters(tmp_path,
     assert _run(out, source_ckpt, **short).returncode == 0
     first = json.loads((out/'metrics.json').read_text())
     again = _run(out, source_ckpt, **short)  # the same command again: the stored result, no traceback
-    assert again.returncode == 0 and 'already holds this finished run' in again.stdout and 'Traceback' not in again.stderr
-    bad = _run(out, source_ckpt, resume=True, **dict(short, lr=3e-4))
-    assert bad.returncode == 2 and 'Traceback' not in bad.stderr
-    assert bad.stderr.strip().splitlines()[-1].startswith('ConfigError: resume=True: the run in') and 'lr 0.01 -> 0.0003' in bad.stderr
+    assert again.returncode == 0 and 'finished with the same parameters' in again.stdout and 'Traceback' not in again.stderr
+    for over in (dict(resume=True, lr=3e-4), dict(lr=3e-4)):  # with or without resume: refused, naming the field
+        bad = _run(out, source_ckpt, **over, **{k: v for k, v in short.items() if k not in over})
+        assert bad.returncode == 2 and 'Traceback' not in bad.stderr
+        assert bad.stderr.strip().splitlines()[-1].startswith('RunExists: the run in') and 'lr 0.01 -> 0.0003' in bad.stderr
+    fewer = _run(out, source_ckpt, **dict(short, iters=2))
+    assert fewer.returncode == 2 and 'iters 4 -> 2' in fewer.stderr and 'Traceback' not in fewer.stderr
     more = _run(out, source_ckpt, resume=True, **dict(short, iters=6))
     assert more.returncode == 0, more.stderr[-3000:]
     m = json.loads((out/'metrics.json').read_text())
@@ -155,3 +158,31 @@ def test_refused_checkpoint_leaves_nothing_behind(tmp_path):
     bad = tmp_path/'bad.pt'; bad.write_bytes(b'not a checkpoint at all')
     r = _run(tmp_path/'never', str(bad))
     assert r.returncode != 0 and not (tmp_path/'never').exists()
+
+
+def test_changed_parameters_or_checkpoint_never_show_an_old_result(tmp_path, source_ckpt):
+    "In the default folder (no out_dir) a changed value, or another file at the same checkpoint path, is a new run, never the old result."
+    ck, runs = tmp_path/'src.pt', tmp_path/'runs'
+    ck.write_bytes(Path(source_ckpt).read_bytes())
+    def demo(**over):
+        args = [sys.executable, '-m', 'sfda_nb.cli', 'demo', '--baseline', 'none', '--source_ckpt', str(ck)]
+        for k, v in {**TINY, 'iters': 2, 'eval_every': 2, 'ckpt_every': 0, **over}.items(): args += [f'--{k}', str(v)]
+        r = subprocess.run(args, capture_output=True, text=True, env={**_env(), 'SFDA_RUNS': str(runs)}, cwd=ROOT, timeout=300)
+        folder = re.search(r'run folder\s+(\S+)', r.stdout)
+        return r, folder and Path(folder.group(1))
+    first, d1 = demo()
+    assert first.returncode == 0, first.stderr[-2000:]
+    again, d2 = demo()
+    assert d2 == d1 and 'finished with the same parameters' in again.stdout
+    lr, d3 = demo(lr=0.05, ema_alpha=0.5)
+    assert lr.returncode == 0 and d3 != d1 and 'finished with the same parameters' not in lr.stdout
+    cfg = json.loads((d3/'metrics.json').read_text())['config']
+    assert (cfg['lr'], cfg['ema_alpha']) == (0.05, 0.5)
+    torch.manual_seed(1)  # another model at the same path: another run
+    models.save_model(ck, models.build_model('small', 19), {'note': 'another seeded init'}, protocol='cs19', overwrite=True)
+    other, d4 = demo()
+    assert other.returncode == 0 and d4 not in (d1, d3) and 'finished with the same parameters' not in other.stdout
+    assert json.loads((d4/'metrics.json').read_text())['source_ckpt']['sha256'] != json.loads((d1/'metrics.json').read_text())['source_ckpt']['sha256']
+    ck.write_text('not a checkpoint')  # garbage at the same path: one line, status 2, no old result
+    bad, d5 = demo()
+    assert bad.returncode == 2 and d5 is None and 'Traceback' not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
