@@ -8,12 +8,12 @@ import argparse, dataclasses, json, os, sys, time
 from typing import Optional
 from pathlib import Path
 
-from .core import frozen_config, default_data_root, parse_value, ConfigError, CheckpointError, project_root
+from .core import frozen_config, default_data_root, ConfigError, Expected, project_root
 from . import train
 
 # %% auto #0
-__all__ = ['EXPECTED', 'COMMANDS', 'config_parser', 'parse_config', 'stored_oracle', 'gap', 'report', 'demo', 'render', 'sweep',
-           'usage', 'main']
+__all__ = ['EXPECTED', 'COMMANDS', 'config_parser', 'parse_config', 'stored_oracle', 'gap', 'diagnostics_table', 'report', 'demo',
+           'render', 'sweep', 'usage', 'main']
 
 # %% ../nbs/09_cli.ipynb #f2297ea9
 def config_parser(prog='demo') -> argparse.ArgumentParser:
@@ -27,12 +27,12 @@ def config_parser(prog='demo') -> argparse.ArgumentParser:
     return p
 
 def parse_config(argv) -> train.TrainConfig:
-    "A `TrainConfig` from command-line options (values read by `core.parse_value`)."
+    "A `TrainConfig` from command-line options (`frozen_config` reads each value's text by its field's type)."
     ns = vars(config_parser().parse_args(argv)); ns.pop('debug'); ns.pop('baseline')
-    return frozen_config(train.TrainConfig, {k: parse_value(v) for k, v in ns.items() if v is not None})
+    return frozen_config(train.TrainConfig, {k: v for k, v in ns.items() if v is not None})  # text read by field type
 
 # %% ../nbs/09_cli.ipynb #31b9ede0
-EXPECTED = (ConfigError, CheckpointError, FileExistsError, FileNotFoundError, train.NonFiniteLoss)  # errors a user can fix from the message
+EXPECTED = (Expected, FileExistsError, FileNotFoundError, train.NonFiniteLoss)  # errors a user can fix from the message (`core.Expected`: ConfigError, DataError, …)
 
 def stored_oracle(cfg, root=None) -> Optional[dict]:
     "The committed calibration's oracle for `cfg`'s setting and the rendered version in use, or None."
@@ -45,19 +45,36 @@ def stored_oracle(cfg, root=None) -> Optional[dict]:
 
 def gap(miou, source, oracle) -> str:
     "'% of the source-only → oracle gap closed', or '' without an oracle."
-    return f"{100 * (miou - source) / (oracle - source):5.0f} %" if oracle is not None and oracle != source else ''
+    return f"{100 * (miou - source) / (oracle - source):5.0f} %" if None not in (source, oracle) and oracle != source else ''
+
+def diagnostics_table(ms:dict, cfg) -> list:
+    "The label-free diagnostics of runs on an unlabelled target (`predict.label_free_diagnostics`) as table lines, all in %."
+    pct = lambda v: '-' if v is None else f"{v:.1f}"
+    d0 = next(iter(ms.values())).get('diagnostics') or {}
+    rows = [f"{cfg.source} -> {cfg.target}: no labels, so no mIoU. Label-free diagnostics on {d0.get('images', '?')} held-out "
+            f"images, each adapted model against the source model (%):",
+            f"  {'model':<12} {'confidence':>10} {'reliability':>11} {'changed px':>10} {'class shift':>11}"]
+    for n, m in ms.items():
+        d = m.get('diagnostics') or {}
+        rows.append(f"  {n:<12} {pct(d.get('mean_confidence')):>10} {pct(d.get('mean_reliability')):>11} "
+                    f"{pct(d.get('changed_pixels')):>10} {pct(d.get('class_shift')):>11}")
+    d = ms[cfg.method].get('diagnostics') if cfg.method in ms else None
+    if d and d.get('class_share'):
+        moved = sorted(d['class_share'], key=lambda k: -abs(d['class_share'][k] - d['source_class_share'][k]))[:3]
+        rows.append(f"  {cfg.method}'s largest class-share changes: " + ', '.join(
+            f"{k} {d['source_class_share'][k]:.1f} -> {d['class_share'][k]:.1f}" for k in moved))
+    return rows
 
 def report(ms:dict, cfg, seconds:float, oracle:Optional[dict]=None) -> str:
     "The demo's table: source-only, each run's last mIoU (its reported model) and the share of the gap to the oracle it closes."
     first = next(iter(ms.values()))
     src, orc = (first.get('source_only') or {}).get('miou'), (oracle or {}).get('miou')
-    if src is None:  # an unlabelled target: nothing to score, the label-free diagnostics instead
-        return '\n'.join([f"{cfg.source} -> {cfg.target}: no labels, no mIoU; label-free diagnostics:",
-                          *(f"  {n}: {json.dumps(m.get('diagnostics'))}" for n, m in ms.items()),
-                          *(f"  run folder   {m['out_dir']}   ({n})" for n, m in ms.items())])
+    if first.get('miou') is None:  # an unlabelled target: nothing to score, the label-free diagnostics instead
+        return '\n'.join([*diagnostics_table(ms, cfg), *(f"  run folder   {m['out_dir']}   ({n})" for n, m in ms.items()),
+                          f"  wall time    {seconds:.0f} s"])
     rows = [f"{cfg.source} -> {cfg.target} ({first['protocol']}), {cfg.iters} iterations, seed {cfg.seed}",
             f"  {'model':<12} {'mIoU':>5}   {'gap closed' if orc is not None else ''}",
-            f"  {'source-only':<12} {src:5.1f}   {gap(src, src, orc)}"]
+            *([f"  {'source-only':<12} {src:5.1f}   {gap(src, src, orc)}"] if src is not None else [])]  # an oracle run starts elsewhere
     for name, m in ms.items():
         rep = m.get(m['report']) if m['report'] in ('teacher', 'student') else None
         best = f"; best {rep['best']:.1f}" if rep else ''

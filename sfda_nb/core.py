@@ -15,9 +15,10 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['IGNORE', 'UnsafeCheckpointError', 'CHECKPOINT_FORMATS', 'SegOutput', 'upsample', 'project_root', 'default_data_root',
-           'default_runs_root', 'seed_everything', 'cpu_threads', 'get_device', 'ConfigError', 'frozen_config',
-           'config_dict', 'parse_value', 'parse_kv', 'Registry', 'Strategy', 'check_param_groups', 'sha256_file',
-           'save_checkpoint', 'CheckpointError', 'load_checkpoint', 'checkpoint_diagnosis']
+           'default_runs_root', 'seed_everything', 'cpu_threads', 'get_device', 'Expected', 'ConfigError', 'DataError',
+           'DatasetMissing', 'UnreadableFile', 'frozen_config', 'config_dict', 'parse_value', 'parse_kv', 'Registry',
+           'Strategy', 'check_param_groups', 'sha256_file', 'save_checkpoint', 'CheckpointError', 'load_checkpoint',
+           'checkpoint_diagnosis']
 
 # %% ../nbs/00_core.ipynb #02341021
 IGNORE = 255  # the ignore label of every label map in sfda_nb
@@ -74,8 +75,21 @@ def get_device(name:str='auto') -> torch.device:
     return dev
 
 # %% ../nbs/00_core.ipynb #59173006
-class ConfigError(ValueError):
+class Expected(Exception):
+    "Mixin of the errors a user fixes from the message: a notebook (and papermill's output) shows them as that one line, no traceback (`%tb` shows it)."
+    def _render_traceback_(self): return [f"{type(self).__name__}: {self}"]
+
+class ConfigError(Expected, ValueError):
     "A configuration value or name is wrong; the message names the parameter."
+
+class DataError(Expected, ValueError):
+    "A dataset or image folder a run cannot use: the message names the folder or file and what is expected."
+
+class DatasetMissing(Expected, FileNotFoundError):
+    "A dataset is not where it is looked for: the message names the folder, the layout, how to get it and how to point at it."
+
+class UnreadableFile(Expected, OSError):
+    "An image or label file that cannot be read (corrupt, truncated, not an image): the message names it."
 
 def _check_type(name, val, tp):
     origin = typing.get_origin(tp)
@@ -103,13 +117,13 @@ def _check_type(name, val, tp):
     return val
 
 def frozen_config(cls, params:dict, **overrides):
-    "Build the frozen dataclass `cls` from `params`, refusing unknown names and wrong types."
+    "Build the frozen dataclass `cls` from `params`, refusing unknown names and wrong types; text for a field that is not text is read by `parse_value` (the CLI's '32,32', papermill's -p)."
     params = {**params, **overrides}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(params) - set(fields))
     if unknown: raise ConfigError(f"unknown parameter(s) {unknown}; valid ones are {sorted(fields)}")
     hints = typing.get_type_hints(cls)
-    vals = {k: _check_type(k, v, hints[k]) for k, v in params.items()}
+    vals = {k: _check_type(k, parse_value(v) if isinstance(v, str) and hints[k] is not str else v, hints[k]) for k, v in params.items()}
     return cls(**vals)
 
 def config_dict(cfg) -> dict:
@@ -200,7 +214,7 @@ def save_checkpoint(obj, path, overwrite:bool=False) -> Path:
         raise
     return path
 
-class CheckpointError(ValueError):
+class CheckpointError(Expected, ValueError):
     "A file handed over as a checkpoint that sfda_nb cannot read: the message names it, says what it holds and what is accepted."
 
 UnsafeCheckpointError = CheckpointError  # the former name of the carries-code case

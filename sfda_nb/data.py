@@ -17,7 +17,7 @@ from fastcore.basics import patch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .core import IGNORE, ConfigError, default_data_root
+from .core import IGNORE, ConfigError, DataError, DatasetMissing, UnreadableFile, default_data_root
 
 # %% auto #0
 __all__ = ['CLASS_NAMES19', 'PALETTE19', 'ID2TRAIN', 'CS_ID_KNOWN', 'PROTOCOLS', 'SYNTHIA_CLASSES', 'SYNTHIA2TRAIN',
@@ -183,7 +183,7 @@ def read_rgb(path) -> np.ndarray:
             return np.asarray(im.convert('RGB'))
     except FileNotFoundError: raise FileNotFoundError(f"image {path} does not exist") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise OSError(f"cannot read image {path}: {e}") from None
+        raise UnreadableFile(f"cannot read image {path}: {e}; remove or replace it") from None
 
 _PNG_SIG = b'\x89PNG\r\n\x1a\n'
 
@@ -195,19 +195,19 @@ def image_size(path, what:str='image') -> tuple[int, int]:
         with Image.open(path) as im: return im.size
     except FileNotFoundError: raise FileNotFoundError(f"{what} {path} does not exist") from None
     except (OSError, ValueError, SyntaxError, struct.error, Image.DecompressionBombError) as e:
-        raise OSError(f"cannot read {what} {path}: {e}") from None
+        raise UnreadableFile(f"cannot read {what} {path}: {e}; remove or replace it") from None
 
 def read_index_png(path) -> np.ndarray:
     "The raw values of a palette (P) or greyscale (L, 16-bit) label PNG: indices, never colours."
     try:
         with Image.open(path) as im:
             if im.mode not in ('P', 'L', 'I;16'):
-                raise ValueError(f"label {path} is a mode-{im.mode} image; expected a palette (P) or greyscale (L) PNG "
+                raise DataError(f"label {path} is a mode-{im.mode} image; expected a palette (P) or greyscale (L) PNG "
                                  f"holding Cityscapes label ids (a colour-coded label cannot be read as ids)")
             return np.asarray(im)
     except FileNotFoundError: raise FileNotFoundError(f"label {path} does not exist") from None
     except (OSError, SyntaxError, Image.DecompressionBombError) as e:
-        raise OSError(f"cannot read label {path}: {e}") from None
+        raise UnreadableFile(f"cannot read label {path}: {e}; remove or replace it") from None
 
 def read_synthia_label(path) -> np.ndarray:
     "The class channel (first PNG channel) of a SYNTHIA 16-bit multi-channel label PNG."
@@ -276,6 +276,7 @@ class SegDataset(Dataset):
     splits = ('train',)    # the splits this format has
     raw2train, raw_known = ID2TRAIN, CS_ID_KNOWN  # the label encoding: raw value → trainId, defined values
     encoding = 'Cityscapes label ids'             # what the raw values are, for messages
+    under_data_root = True                        # found below `data_root` ($SFDA_DATA), not at a path of its own
 
     def __init__(self, root,              # the dataset's own folder
                  split:str='train',       # one of `self.splits`
@@ -289,7 +290,7 @@ class SegDataset(Dataset):
         self.protocol, self.transform = get_protocol(protocol), transform
         if obtain is not None: self.obtain = obtain
         if split not in self.splits:
-            raise ValueError(f"{self.name}: unknown split {split!r}; valid splits: {list(self.splits)}")
+            raise DataError(f"{self.name}: unknown split {split!r}; valid splits: {list(self.splits)}")
         if not self.root.is_dir(): raise self._missing(f"folder {self.root} does not exist")
         if size_mismatch not in SIZE_MISMATCH:
             raise ValueError(f"size_mismatch={size_mismatch!r} is not one of {list(SIZE_MISMATCH)}")
@@ -304,22 +305,24 @@ class SegDataset(Dataset):
         self._warned = set()
 
     def _missing(self, what):
-        return FileNotFoundError(f"{self.name} dataset not found: {what}.\nExpected layout under {self.root}:\n"
-                                 f"  {self.layout}\nHow to get it: {self.obtain}")
+        where = ("\nPoint sfda_nb at the folder that holds it: data_root=<folder> (papermill: -p data_root <folder>; "
+                 "CLI: --data_root <folder>) or the SFDA_DATA environment variable." if self.under_data_root else '')
+        return DatasetMissing(f"{self.name} dataset not found: {what}.\nExpected layout under {self.root}:\n"
+                              f"  {self.layout}\nHow to get it: {self.obtain}{where}")
 
     def _on_mismatch(self):
         "Apply `size_mismatch` to the pairs whose image and label sizes differ."
         n, found = len(self.pairs), self.mismatched
         head = f"{self.name} ({self.root}, split {self.split!r}): {len(found)} of {n} image/label pairs differ in size"
         if self.size_mismatch == 'error':
-            raise ValueError(f"{head}:\n{_mismatch_lines(found)}\nNothing was read. Pass size_mismatch='skip' to drop "
+            raise DataError(f"{head}:\n{_mismatch_lines(found)}\nNothing was read. Pass size_mismatch='skip' to drop "
                              f"these pairs (as RobustNet's GTAV loader does) or size_mismatch='resize' to resize each such "
                              f"label to its image, nearest neighbour (what the fixed-size resize of AdaptSegNet, ADVENT and "
                              f"DACS does without saying so).")
         if self.size_mismatch == 'skip':
             bad = {im for im, *_ in found}
             self.pairs = [pr for pr in self.pairs if pr[0] not in bad]
-            if not self.pairs: raise ValueError(f"{head}: every pair, so size_mismatch='skip' leaves nothing")
+            if not self.pairs: raise DataError(f"{head}: every pair, so size_mismatch='skip' leaves nothing")
         warnings.warn(f"{head}; size_mismatch={self.size_mismatch!r}: they are "
                       f"{'dropped' if self.size_mismatch == 'skip' else 'kept, each label resized to its image'}:\n"
                       f"{_mismatch_lines(found)}", SizeMismatchWarning, stacklevel=3)
@@ -361,7 +364,7 @@ def __getitem__(self:SegDataset, key):
         raw = self.read_label(lbl_path)
         if raw.shape != img.shape[:2]:
             if self.size_mismatch != 'resize':  # 'error'/'skip' only get here if a file changed since the header check
-                raise ValueError(f"{self.name}: image {img_path} is {img.shape[1]}×{img.shape[0]} but its label "
+                raise DataError(f"{self.name}: image {img_path} is {img.shape[1]}×{img.shape[0]} but its label "
                                  f"{lbl_path} is {raw.shape[1]}×{raw.shape[0]} (W×H)")
         label, unknown = decode_label(raw, self.raw2train, self.raw_known, self.protocol)
         if unknown.any(): self._count_unknown(lbl_path, raw[unknown])
@@ -624,7 +627,7 @@ def collate(items:list) -> dict:
     sizes = {(tuple(it['img'].shape), tuple(it['label'].shape)) for it in items}
     if len(sizes) > 1:
         desc = ', '.join(f"{it['name']} img {tuple(it['img'].shape[1:])} label {tuple(it['label'].shape)}" for it in items)
-        raise ValueError(f"cannot batch items of different sizes ({desc}); use mode='train' with a crop, or batch_size=1")
+        raise DataError(f"cannot batch items of different sizes ({desc}); use mode='train' with a crop, or batch_size=1")
     return {'img': torch.stack([it['img'] for it in items]), 'label': torch.stack([it['label'] for it in items]),
             'has_label': torch.tensor([bool(it['has_label']) for it in items]), 'name': [it['name'] for it in items]}
 
@@ -726,7 +729,7 @@ def _decoded_mode(path) -> str:
     try:
         with Image.open(path) as im: im.load(); return im.mode
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise OSError(f"cannot read image {path}: {e}. Nothing was trained: remove or replace this file.") from None
+        raise UnreadableFile(f"cannot read image {path}: {e}. Every image is checked before anything runs: remove or replace this file.") from None
 
 @functools.lru_cache(maxsize=8)
 def _checked_images(root:str, stamp:tuple) -> tuple:
@@ -751,7 +754,7 @@ def scan_folder(root) -> tuple:
 # %% ../nbs/01_data.ipynb #15eb5c33
 class FolderDataset(SegDataset):
     "The user's own png/jpg images below a folder, optionally with labels; split `val` holds out one in `every`."
-    kind, splits = 'folder', ('train', 'val', 'all')
+    kind, splits, under_data_root = 'folder', ('train', 'val', 'all'), False
     layout = "png/jpg images anywhere below this folder; labels (optional) in a folder of their own, paired by `pair`"
     obtain = "your own images: target='folder:<path>[,labels=<dir>,encoding=labelids|trainids|palette,pair=…,size=WxH]'"
     def __init__(self, root, split='train', labels=None, encoding:str='labelids', pair:str='{rel}.png', every:int=10, **kwargs):
@@ -761,8 +764,8 @@ class FolderDataset(SegDataset):
         super().__init__(root, split, **kwargs)
     def _pairs(self, split):
         ims = list(scan_folder(self.root))
-        if len(ims) < 2: raise ValueError(f"{self.name}: {self.root} holds {len(ims)} png/jpg images; a folder target needs "
-                                          f"at least 2 (one in {self.every} is held out for diagnostics)")
+        if len(ims) < 2: raise DataError(f"{self.name}: {self.root} holds {len(ims)} png/jpg images; a folder target needs "
+                                         f"at least 2 (one in {self.every} is held out for diagnostics)")
         ims = holdout_split(ims, split, self.every)
         return [(p, None) for p in ims] if self.labels is None else self._with_labels(ims, self._label_of)
     def _label_of(self, p):
@@ -770,8 +773,8 @@ class FolderDataset(SegDataset):
         return self.labels/self.pair.format(rel=rel.with_suffix('').as_posix(), stem=p.stem, name=p.name, dir=rel.parent.as_posix())
     def _name(self, path): return Path(path).relative_to(self.root).with_suffix('').as_posix()
     def read_label(self, path): return read_palette_label(path) if self.label_encoding == 'palette' else read_index_png(path)
-    def fewer_than_batch(self, batch_size:int) -> ValueError:
-        return ValueError(f"{self.name}: split {self.split!r} holds {len(self)} images, fewer than a batch of {batch_size}; "
+    def fewer_than_batch(self, batch_size:int) -> DataError:
+        return DataError(f"{self.name}: split {self.split!r} holds {len(self)} images, fewer than a batch of {batch_size}; "
                           f"add images to {self.root} or lower batch_size")
 
 # %% ../nbs/01_data.ipynb #04b5aaa5
