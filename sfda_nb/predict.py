@@ -209,6 +209,8 @@ def _write_onnx(net:nn.Module, x:torch.Tensor, path:Path, meta:dict, opset:int) 
         torch.onnx.export(net, (x,), str(path), input_names=['image'], output_names=['logits'], opset_version=opset,
                           dynamic_axes={'image': axes, 'logits': axes}, dynamo=False)
     m = onnx.load(str(path))
+    for d, name in zip(m.graph.output[0].type.tensor_type.shape.dim, ('batch', 'classes', 'height', 'width')):
+        d.dim_param = name  # the exporter names the class axis after an internal node (Resizelogits_dim_1)
     for k, v in meta.items(): m.metadata_props.add(key=k, value=json.dumps(v))
     onnx.save(m, str(path))
 
