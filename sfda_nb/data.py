@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #4971df24
 from __future__ import annotations
-import dataclasses, functools, struct, warnings
+import collections, dataclasses, functools, struct, warnings
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional, Sequence
 
@@ -22,14 +22,15 @@ from .core import IGNORE, ConfigError, DataError, DatasetMissing, UnreadableFile
 # %% auto #0
 __all__ = ['CLASS_NAMES19', 'PALETTE19', 'ID2TRAIN', 'CS_ID_KNOWN', 'PROTOCOLS', 'SYNTHIA_CLASSES', 'SYNTHIA2TRAIN',
            'SYNTHIA_KNOWN', 'SIZE_MISMATCH', 'NTHU_CITIES', 'RENDER_HINT', 'DATASETS', 'FOLDER', 'IMAGE_SUFFIXES',
-           'FOLDER_ENCODINGS', 'FOLDER_OPTIONS', 'TRAINID2TRAIN', 'TRAINID_KNOWN', 'Protocol', 'get_protocol',
-           'palette_of', 'colorize', 'palette_legend', 'decode_label', 'read_rgb', 'image_size', 'read_index_png',
-           'read_synthia_label', 'ItemKey', 'item_seed', 'resize_image', 'resize_label', 'SizeMismatchWarning',
-           'size_mismatches', 'SegDataset', 'UnknownLabelWarning', 'holdout_split', 'GTA5Dataset', 'SynthiaDataset',
-           'CityscapesDataset', 'NTHUDataset', 'Resize', 'Compose', 'TrainTransform', 'DatasetSpec', 'register_dataset',
-           'dataset_spec', 'eval_split', 'is_rendered', 'real_name', 'city_of', 'default_protocol', 'get_dataset',
-           'collate', 'batch_to', 'BatchStream', 'eval_loader', 'FolderWarning', 'read_palette_label', 'scan_folder',
-           'FolderDataset', 'parse_folder', 'folder_spec', 'dataset_slug']
+           'FOLDER_ENCODINGS', 'FOLDER_OPTIONS', 'FOLDER_MAX_SIZE', 'TRAINID2TRAIN', 'TRAINID_KNOWN', 'Protocol',
+           'get_protocol', 'palette_of', 'colorize', 'palette_legend', 'decode_label', 'read_rgb', 'image_size',
+           'read_index_png', 'read_synthia_label', 'ItemKey', 'item_seed', 'resize_image', 'resize_label',
+           'SizeMismatchWarning', 'size_mismatches', 'SegDataset', 'UnknownLabelWarning', 'holdout_split',
+           'GTA5Dataset', 'SynthiaDataset', 'CityscapesDataset', 'NTHUDataset', 'Resize', 'Compose', 'TrainTransform',
+           'DatasetSpec', 'register_dataset', 'dataset_spec', 'eval_split', 'is_rendered', 'real_name', 'city_of',
+           'default_protocol', 'get_dataset', 'collate', 'batch_to', 'BatchStream', 'eval_loader', 'FolderWarning',
+           'read_palette_label', 'scan_folder', 'FolderDataset', 'folder_size', 'parse_folder', 'folder_spec',
+           'input_size', 'dataset_slug']
 
 # %% ../nbs/01_data.ipynb #b24ead96
 _TRAIN_ROWS = sorted((l for l in cs_labels.labels if 0 <= l.trainId < IGNORE), key=lambda l: l.trainId)
@@ -700,7 +701,8 @@ def eval_loader(ds:Dataset, batch_size:int=1, num_workers:int=0) -> DataLoader:
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
 FOLDER_ENCODINGS = {'labelids': 'Cityscapes label ids', 'trainids': 'Cityscapes train ids (0..18, 255 = ignore)',
                     'palette': 'Cityscapes colours (black = ignore)'}
-FOLDER_OPTIONS = {'labels': None, 'encoding': 'labelids', 'pair': '{rel}.png', 'size': '1024x512', 'every': '10'}
+FOLDER_OPTIONS = {'labels': None, 'encoding': 'labelids', 'pair': '{rel}.png', 'size': 'auto', 'every': '10'}
+FOLDER_MAX_SIZE = (2048, 1024)  # size=auto: the largest (W, H) a folder's images are used at (memory); larger ones are scaled down
 
 class FolderWarning(UserWarning):
     "Files of a `folder:` dataset were skipped (not png/jpg) or converted (greyscale, RGBA, 16-bit)."
@@ -779,9 +781,29 @@ class FolderDataset(SegDataset):
 
 # %% ../nbs/01_data.ipynb #04b5aaa5
 def _folder_size(name, v):
-    if v == 'native': return None
+    if v in ('native', 'auto'): return v
     try: w, h = (int(s) for s in v.lower().split('x')); assert w >= 16 and h >= 16; return (w, h)
-    except (ValueError, AssertionError): raise ConfigError(f"{name!r}: size={v!r} should be WxH (e.g. 1024x512) or native") from None
+    except (ValueError, AssertionError): raise ConfigError(f"{name!r}: size={v!r} should be WxH (e.g. 1024x512), native or auto") from None
+
+@functools.lru_cache(maxsize=8)
+def _auto_size(images:tuple) -> tuple:
+    "size=auto for these images: ((W, H) to resize to, or None for their own size; one sentence saying which and why)."
+    if not images: return None, 'no images'
+    sizes = collections.Counter(image_size(p) for p in images)
+    (w, h), n = sizes.most_common(1)[0]
+    s = min(1.0, FOLDER_MAX_SIZE[0] / w, FOLDER_MAX_SIZE[1] / h)
+    if len(sizes) == 1 and s == 1: return None, f"{n} images, all {w}×{h}: used at their own size"
+    size = (round(w * s), round(h * s))
+    if len(sizes) == 1: return size, f"{n} images, all {w}×{h}, above the cap {FOLDER_MAX_SIZE[0]}×{FOLDER_MAX_SIZE[1]}: resized to {size[0]}×{size[1]}"
+    return size, (f"{len(images)} images of {len(sizes)} sizes (most common {w}×{h}, {n} images): all resized to {size[0]}×{size[1]} "
+                  f"(pass size=WxH to choose)")
+
+def folder_size(name:str) -> tuple:
+    "((W, H) a folder target's images are resized to, or None: their own size; the sentence a run prints and records)."
+    folder, o = parse_folder(name)
+    if o['size'] == 'native': return None, 'size=native: each image at its own size'
+    if o['size'] != 'auto': return o['size'], f"size={o['size'][0]}x{o['size'][1]}: every image resized to {o['size'][0]}×{o['size'][1]}"
+    return _auto_size(scan_folder(folder) if folder.is_dir() else ())
 
 def parse_folder(name:str) -> tuple:
     "(absolute images folder, options) of `folder:<path>[,key=value…]`; a bad option is a `ConfigError` naming it."
@@ -807,10 +829,17 @@ def parse_folder(name:str) -> tuple:
 def folder_spec(name:str) -> DatasetSpec:
     "The registry row of `folder:<path>[,…]`, built on the fly: protocol cs19 (the source decides), split `val` held out."
     folder, o = parse_folder(name)
-    spec = DatasetSpec(FolderDataset, str(folder), {k: o[k] for k in ('labels', 'encoding', 'pair', 'every')}, o['size'], o['size'],
+    size = folder_size(name)[0]
+    spec = DatasetSpec(FolderDataset, str(folder), {k: o[k] for k in ('labels', 'encoding', 'pair', 'every')}, size, size,
                        'cs19', ('train', 'val', 'all') if o['labels'] else (), 'val')
     _check_spec(name, spec)
     return spec
+
+def input_size(name:str) -> str:
+    "One sentence: the size a dataset's images are used at (a folder target: `folder_size`'s; a registry row: its standard resize)."
+    if name.startswith(FOLDER): return folder_size(name)[1]
+    s = dataset_spec(name)
+    return f"resized to {s.train_size[0]}×{s.train_size[1]} (its standard size)" if s.train_size else "each image at its own size"
 
 def dataset_slug(name:str) -> str:
     "A folder-name-safe form of a dataset name, for run folders and ids: a registry name as it is; a folder → folder-<its name>-<hash>."

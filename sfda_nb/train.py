@@ -899,6 +899,7 @@ def prepare(cfg:TrainConfig, extra_cbs=(), env=None) -> Run:
     out = run_dir(cfg, plan)
     resuming = env.check_out_dir(out, cfg) != 'new'  # before anything slow; nothing is written until the inputs are checked
     train_ds, eval_ds = open_target(cfg, env, root, protocol)  # before any model is built or trained
+    if env.is_main: print(f"target {cfg.target}: {data.input_size(cfg.target)}")  # a folder is never resized in silence
     student, src_meta = source_model(cfg, plan, protocol, root, env.device)
     if env.is_main: out.mkdir(parents=True, exist_ok=True)
     gen = seed_everything(cfg.seed)  # after the source model: one trained just now uses the global RNG
@@ -929,7 +930,7 @@ def summarize(run, seconds:float) -> dict:
     headline = res[plan.report]['last'] if res[plan.report] else run.source_eval['miou']
     return {'miou': headline, 'report': plan.report if res[plan.report] else start, **res,
             'source_only': run.source_eval if start == 'source' else None, **({'oracle': run.source_eval} if start == 'oracle' else {}),
-            'source_ckpt': run.source_info, 'protocol': run.protocol.name, 'render_version': render_version(cfg),
+            'source_ckpt': run.source_info, 'protocol': run.protocol.name, 'render_version': render_version(cfg), 'target_size': data.input_size(cfg.target),
             'class_names': list(run.protocol.class_names), 'method': cfg.method, 'reliability': plan.reliability,
             'mix': plan.mix, 'seed': cfg.seed, 'out_dir': str(run.out_dir), 'config': config_dict(cfg), 'versions': models.versions(),
             'history': [{k: v for k, v in e.items() if k != '_logged'} for e in run.evals], 'seconds': seconds}
