@@ -152,6 +152,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'sfda_nb.data._checked_images': ('data.html#_checked_images', 'sfda_nb/data.py'),
                               'sfda_nb.data._cityscapes_id_luts': ('data.html#_cityscapes_id_luts', 'sfda_nb/data.py'),
                               'sfda_nb.data._decoded_mode': ('data.html#_decoded_mode', 'sfda_nb/data.py'),
+                              'sfda_nb.data._folder_note': ('data.html#_folder_note', 'sfda_nb/data.py'),
                               'sfda_nb.data._folder_size': ('data.html#_folder_size', 'sfda_nb/data.py'),
                               'sfda_nb.data._mismatch_lines': ('data.html#_mismatch_lines', 'sfda_nb/data.py'),
                               'sfda_nb.data._protocol': ('data.html#_protocol', 'sfda_nb/data.py'),

@@ -733,18 +733,22 @@ def _decoded_mode(path) -> str:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise UnreadableFile(f"cannot read image {path}: {e}. Every image is checked before anything runs: remove or replace this file.") from None
 
+def _folder_note(msg:str):
+    "A `FolderWarning` shown as its message alone (a plain `warn` would echo a line of our source after it)."
+    warnings.warn_explicit(msg, FolderWarning, 'sfda_nb', 0, module='sfda_nb.data')
+
 @functools.lru_cache(maxsize=8)
 def _checked_images(root:str, stamp:tuple) -> tuple:
     "The image files of a folder listing, each decoded once; warns about skipped and converted files (once per listing)."
     ims = [Path(f) for f, *_ in stamp if Path(f).suffix.lower() in IMAGE_SUFFIXES]
     skipped = [Path(f).relative_to(root).as_posix() for f, *_ in stamp if Path(f).suffix.lower() not in IMAGE_SUFFIXES]
-    if skipped: warnings.warn(f"{root}: {len(skipped)} files are not png/jpg images and are skipped: "
-                              f"{', '.join(skipped[:10])}{' …' if len(skipped) > 10 else ''}", FolderWarning, stacklevel=2)
+    if skipped: _folder_note(f"{root}: {len(skipped)} files are not png/jpg images and are skipped: "
+                              f"{', '.join(skipped[:10])}{' …' if len(skipped) > 10 else ''}")
     modes = {}
     for p in ims: modes.setdefault(_decoded_mode(p), []).append(p.name)
     conv = {m: v for m, v in modes.items() if m != 'RGB'}
-    if conv: warnings.warn(f"{root}: converted to 8-bit RGB: " + '; '.join(f"{len(v)} {_MODE_WORDS.get(m, m)} (e.g. {v[0]})"
-                                                                              for m, v in conv.items()), FolderWarning, stacklevel=2)
+    if conv: _folder_note(f"{root}: converted to 8-bit RGB: " + '; '.join(f"{len(v)} {_MODE_WORDS.get(m, m)} (e.g. {v[0]})"
+                                                                              for m, v in conv.items()))
     return tuple(ims)
 
 def scan_folder(root) -> tuple:

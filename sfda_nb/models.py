@@ -711,7 +711,10 @@ def source_checkpoint(source:str='synth_gta5',  # source dataset
     _ensure_rendered(Path(cfg.data_root) if cfg.data_root else default_data_root(), cfg.source, cfg.target)
     cfg, path = cached_source(source, protocol, arch, target, cache_dir, **overrides)  # the key reads the rendered data's stamp
     with FileLock(str(path) + '.lock'):
-        if not path.exists(): train_source(dataclasses.replace(cfg, out=str(path)), verbose=verbose)
+        if not path.exists():
+            if verbose: print(f"training the source model once ({cfg.arch} on {cfg.source}'s labels, {cfg.iters} iterations; "
+                              f"cached as {path}):", flush=True)
+            train_source(dataclasses.replace(cfg, out=str(path)), verbose=verbose)
     return path
 
 # %% ../nbs/02_models.ipynb #4ffc0713
