@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy, dataclasses, functools, hashlib, json, math, platform, time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -23,10 +23,10 @@ from .deeplab import NORMS, normalize_input, deeplabv2_r101, load_pretrained
 # %% auto #0
 __all__ = ['ARCHS', 'EMA_BN_MODES', 'BN_POLICIES', 'MODEL_FORMAT', 'SOURCE_RECIPES', 'BACKBONE_FORMAT', 'BACKBONE',
            'EMBEDDED_BACKBONE', 'check_input', 'BasicBlock', 'ASPPSum', 'SkipDecoder', 'SmallSegNet', 'build_model',
-           'ema_alpha', 'EMATeacher', 'unwrap', 'train_mode', 'confusion_matrix', 'iou_from_confusion', 'EvalResult',
-           'evaluate', 'save_model', 'load_model', 'load_any', 'poly_lr', 'set_lr', 'make_optimizer', 'SourceConfig',
-           'resolved_recipe', 'target_eval_split', 'versions', 'source_protocol', 'train_source', 'PretrainConfig',
-           'pretrain_backbone', 'resolve_pretrained', 'load_backbone', 'source_key', 'cached_source',
+           'ema_alpha', 'Teacher', 'EMATeacher', 'unwrap', 'train_mode', 'confusion_matrix', 'iou_from_confusion',
+           'EvalResult', 'evaluate', 'save_model', 'load_model', 'load_any', 'poly_lr', 'set_lr', 'make_optimizer',
+           'SourceConfig', 'resolved_recipe', 'target_eval_split', 'versions', 'source_protocol', 'train_source',
+           'PretrainConfig', 'pretrain_backbone', 'resolve_pretrained', 'load_backbone', 'source_key', 'cached_source',
            'source_checkpoint', 'source_report']
 
 # %% ../nbs/02_models.ipynb #d9112546
@@ -148,6 +148,15 @@ def ema_alpha(t:int,  # the teacher's update count so far (0 for the first updat
               alpha:float) -> float:  # the cap, e.g. 0.999 (0.99 for short CPU runs)
     "The EMA decay with the mean-teacher warm-up: min(1 − 1/(t+1), alpha)."
     return min(1.0 - 1.0 / (t + 1), alpha)
+
+# %% ../nbs/02_models.ipynb #b5b3fcc7
+class Teacher(NamedTuple):
+    "What the teacher says about a batch, at label resolution (probabilities) and stride 8 (features): what reliabilities read."
+    feats: torch.Tensor   # N×K×h×w encoder features
+    probs: torch.Tensor   # N×C×H×W softmax
+    conf: torch.Tensor    # N×H×W max probability
+    pseudo: torch.Tensor  # N×H×W argmax (the pseudo-label)
+
 
 # %% ../nbs/02_models.ipynb #cab6c772
 EMA_BN_MODES = ('ema', 'copy', 'keep')

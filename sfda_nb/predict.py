@@ -292,8 +292,7 @@ def _accumulate(acc:dict, out, src, size, reliability) -> None:
     acc['changed'] += int((ids != sids).sum()); acc['conf'] += float(conf.double().sum())
     acc['pixels'] += ids.numel(); acc['n'] += len(ids)
     if reliability is not None:
-        from sfda_nb.train import Teacher  # (train imports this module)
-        acc['rel'] += float(reliability(Teacher(out.feats.float(), prob, conf, ids)).double().sum())
+        acc['rel'] += float(reliability(models.Teacher(out.feats.float(), prob, conf, ids)).double().sum())
 
 def _diag_summary(acc:dict, protocol, has_rel:bool) -> dict:
     P, p = max(acc['pixels'], 1), data.get_protocol(protocol)

@@ -16,11 +16,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from . import data, models, metric, classmix, predict
+from .models import Teacher  # what the teacher says about a batch (chapter 02: predict reads it too)
 
 # %% auto #0
 __all__ = ['PRESETS', 'RELIABILITY', 'OBJECTIVES', 'LABELS', 'METHODS', 'CHOICES', 'STATE_FORMAT', 'RESUME_FREE', 'IN_NAME',
-           'TrainConfig', 'Field', 'config_fields', 'parameters_cell', 'with_preset', 'Context', 'Teacher',
-           'Reliability', 'NoReliability', 'ThresholdReliability', 'ConfidenceReliability', 'ClassBalancedReliability',
+           'TrainConfig', 'Field', 'config_fields', 'parameters_cell', 'with_preset', 'Context', 'Reliability',
+           'NoReliability', 'ThresholdReliability', 'ConfidenceReliability', 'ClassBalancedReliability',
            'MetricReliability', 'weighted_ce', 'PseudoCE', 'neg_diversity', 'l2_to_start', 'Entropy', 'BNStats',
            'TeacherLabels', 'GroundTruth', 'GroundTruthFiltered', 'Method', 'Plan', 'defined_on', 'load_plugins',
            'resolve', 'bn_affine', 'make_optimizer', 'Update', 'ScaledUpdate', 'Adaptation', 'precision',
@@ -136,14 +137,6 @@ class Context(NamedTuple):
     model: nn.Module  # the student (its feature width, its parameters)
     num_classes: int  # classes of the run's protocol
     device: torch.device  # where its networks live
-
-# %% ../nbs/05_train.ipynb #5aa5c120
-class Teacher(NamedTuple):
-    "What the teacher says about a batch, at label resolution (probabilities) and stride 8 (features)."
-    feats: torch.Tensor   # N×K×h×w encoder features
-    probs: torch.Tensor   # N×C×H×W softmax
-    conf: torch.Tensor    # N×H×W max probability
-    pseudo: torch.Tensor  # N×H×W argmax (the pseudo-label)
 
 # %% ../nbs/05_train.ipynb #bef62878
 RELIABILITY = Registry('reliability')
