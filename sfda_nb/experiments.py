@@ -178,8 +178,8 @@ def notebook_error(nb_path:Path, log_path:Optional[Path]=None, returncode=None) 
         for cell in nb.get('cells', []):
             for o in cell.get('outputs', []):
                 if o.get('output_type') == 'error':
-                    tb = _ANSI.sub('', '\n'.join(o.get('traceback', [])))
-                    return f"{o.get('ename')}: {o.get('evalue')}\n\n{tb}"
+                    head, tb = f"{o.get('ename')}: {o.get('evalue')}", _ANSI.sub('', '\n'.join(o.get('traceback', [])))
+                    return head if tb.strip() == head.strip() else f"{head}\n\n{tb}"  # an expected error is its message alone
     except (OSError, json.JSONDecodeError): pass
     tail = _ANSI.sub('', Path(log_path).read_text()[-4000:]) if log_path and Path(log_path).exists() else ''
     last = next((l.strip() for l in reversed(tail.splitlines()) if l.strip()), 'no log')

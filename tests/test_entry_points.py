@@ -109,3 +109,33 @@ def test_sweep(targets, tmp_path):
             assert res[name]['status'] == 'done', (name, res[name].get('error'))
         else:  # the run's error names the problem; the others finish
             assert res[name]['status'] == 'failed' and text in res[name]['error'], (name, res[name].get('error'))
+
+
+def test_missing_dataset_message_says_how_to_point_at_data(tmp_path):
+    "§3: the message names the folder, the layout, where to get it, and both ways of pointing at data."
+    from sfda_nb import data
+    with pytest.raises(Expected) as e: data.get_dataset('cityscapes', 'train', root=tmp_path)
+    first, *rest = str(e.value).splitlines()
+    assert first.startswith('cityscapes dataset not found') and str(tmp_path/'cityscapes') in first
+    assert 'data_root=' in str(e.value) and 'SFDA_DATA' in str(e.value) and 'leftImg8bit' in str(e.value)
+
+
+def test_quiet_notes_and_no_import_circle(tmp_path):
+    "§5: a folder note is its message alone (no echoed source line); §6: predict does not import train."
+    for i in range(2): Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path/f'{i}.png')
+    (tmp_path/'notes.txt').write_text('x')
+    code = f"from sfda_nb import data; data.scan_folder({str(tmp_path)!r})"
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and r.stderr.strip().splitlines() == [f"sfda_nb:0: FolderWarning: {tmp_path}: 1 files are not png/jpg images and are skipped: notes.txt"], r.stderr
+    r = subprocess.run([sys.executable, '-c', "import sys, sfda_nb.predict; print('sfda_nb.train' in sys.modules)"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.stdout.strip() == 'False', r.stderr
+
+
+def test_corrupt_image_message_in_predict(tmp_path, targets):
+    "§4: predict on a folder with a corrupt image: one line naming the file, nothing about training."
+    r = subprocess.run([sys.executable, '-m', 'sfda_nb.cli', 'predict', '--ckpt', targets['embedded']['source_ckpt'],
+                        '--images', str(Path(targets['corrupt_folder']['target'].split(',')[0][len('folder:'):])),
+                        '--out', str(tmp_path/'pred')], capture_output=True, text=True, env=_env(tmp_path/'runs'), cwd=ROOT, timeout=300)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and '9.png' in r.stderr, r.stderr
+    assert 'trained' not in r.stderr and 'Traceback' not in r.stderr
