@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['IGNORE', 'UnsafeCheckpointError', 'CHECKPOINT_FORMATS', 'SegOutput', 'upsample', 'project_root', 'default_data_root',
-           'default_runs_root', 'seed_everything', 'cpu_threads', 'get_device', 'Expected', 'ConfigError', 'DataError',
-           'DatasetMissing', 'UnreadableFile', 'frozen_config', 'config_dict', 'parse_value', 'parse_kv', 'Registry',
+           'default_runs_root', 'seed_everything', 'cpu_threads', 'get_device', 'parse_value', 'parse_kv', 'Expected',
+           'ConfigError', 'DataError', 'DatasetMissing', 'UnreadableFile', 'frozen_config', 'config_dict', 'Registry',
            'Strategy', 'check_param_groups', 'sha256_file', 'save_checkpoint', 'CheckpointError', 'load_checkpoint',
            'checkpoint_diagnosis']
 
@@ -74,6 +74,26 @@ def get_device(name:str='auto') -> torch.device:
         raise ValueError(f"device={name!r} was asked for, but CUDA is not available here; use device='auto' or 'cpu'")
     return dev
 
+# %% ../nbs/00_core.ipynb #b7e1c0a2
+_JSON_CONSTANTS = {'true': True, 'false': False, 'null': None}
+
+def parse_value(s):
+    "A parameter value from text: a Python literal, JSON's `true`/`false`/`null`, else the (stripped) text itself."
+    if not isinstance(s, str): return s
+    s = s.strip()
+    if s in _JSON_CONSTANTS: return _JSON_CONSTANTS[s]
+    try: return ast.literal_eval(s)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError): return s
+
+def parse_kv(items) -> dict:
+    "`['key=value', ...]` as a dict of parsed values (a later key wins); an item without `=` or a key raises `ConfigError`."
+    out = {}
+    for item in items:
+        k, sep, v = str(item).partition('=')
+        if not sep or not k.strip(): raise ConfigError(f"{item!r} is not key=value")
+        out[k.strip()] = parse_value(v)
+    return out
+
 # %% ../nbs/00_core.ipynb #59173006
 class Expected(Exception):
     "Mixin of the errors a user fixes from the message: a notebook (and papermill's output) shows them as that one line, no traceback (`%tb` shows it)."
@@ -129,26 +149,6 @@ def frozen_config(cls, params:dict, **overrides):
 def config_dict(cfg) -> dict:
     "A JSON-ready dict of a config dataclass."
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
-
-# %% ../nbs/00_core.ipynb #b7e1c0a2
-_JSON_CONSTANTS = {'true': True, 'false': False, 'null': None}
-
-def parse_value(s):
-    "A parameter value from text: a Python literal, JSON's `true`/`false`/`null`, else the (stripped) text itself."
-    if not isinstance(s, str): return s
-    s = s.strip()
-    if s in _JSON_CONSTANTS: return _JSON_CONSTANTS[s]
-    try: return ast.literal_eval(s)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError): return s
-
-def parse_kv(items) -> dict:
-    "`['key=value', ...]` as a dict of parsed values (a later key wins); an item without `=` or a key raises `ConfigError`."
-    out = {}
-    for item in items:
-        k, sep, v = str(item).partition('=')
-        if not sep or not k.strip(): raise ConfigError(f"{item!r} is not key=value")
-        out[k.strip()] = parse_value(v)
-    return out
 
 # %% ../nbs/00_core.ipynb #04b7c2d0
 class Registry(dict):

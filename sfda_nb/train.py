@@ -793,7 +793,9 @@ def stored_identity(rec:dict) -> dict:
     "`identity` of a run as it recorded itself (metrics.json, or a resumable state): what it was made with."
     d = {k: v for k, v in rec.get('config', {}).items() if k not in RESUME_FREE}
     sha = (rec.get('source_ckpt') or {}).get('sha256')
-    if d.get('source_ckpt') and sha: d['source_ckpt'] = 'sha256:' + sha
+    if d.get('source_ckpt'):  # compared by content; a record without its sha256 (a resumable state) leaves it out
+        if sha: d['source_ckpt'] = 'sha256:' + sha
+        else: d.pop('source_ckpt')
     if rec.get('render_version') is not None: d['render_version'] = rec['render_version']
     return d
 

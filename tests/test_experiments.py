@@ -183,7 +183,7 @@ def test_config_file_through_papermill_fails_fast(tmp_path, one_thread):
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode != 0
     err = ex.notebook_error(tmp_path/'out.ipynb')
-    assert err.startswith('FileNotFoundError') and 'cityscapes dataset not found' in err, err[:2000] + r.stderr[-2000:]
+    assert err.startswith('DatasetMissing') and 'cityscapes dataset not found' in err, err[:2000] + r.stderr[-2000:]
 
 
 # ---------------------------------------------------------------------------------------------
