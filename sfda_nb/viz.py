@@ -27,12 +27,13 @@ from .data import colorize, palette_of  # one home for label pictures (chapter 0
 from .train import Callback, TrainConfig
 
 # %% auto #0
-__all__ = ['IGNORE_RGB', 'OTHER_RGB', 'PANELS', 'METRIC_FORMAT', 'WIDTHS', 'CURVES', 'LIVE_PANELS', 'LIVE_TRACES', 'to_np',
-           'image_hwc', 'error_overlay', 'ImagePred', 'focus_mask', 'threshold_stats', 'focus_label', 'discard_colour',
-           'explorer_panels', 'Predictions', 'load_learner', 'read_metrics', 'ReliabilityExplorer', 'run_datasets',
-           'per_class_iou', 'per_class_iou_bars', 'pixel_scores', 'reliability_histograms', 'auroc_table',
-           'calibration', 'reliability_diagram', 'read_log', 'warmup_of', 'eval_series', 'training_curves',
-           'live_frontend', 'LiveView', 'live_figure', 'LogTail', 'finished_metrics']
+__all__ = ['IGNORE_RGB', 'OTHER_RGB', 'OUTSIDE_RGB', 'PANELS', 'METRIC_FORMAT', 'WIDTHS', 'CURVES', 'LIVE_PANELS', 'LIVE_TRACES',
+           'to_np', 'image_hwc', 'error_overlay', 'ImagePred', 'focus_mask', 'threshold_stats', 'focus_label',
+           'label_rgb', 'discard_colour', 'errors_judged', 'explorer_panels', 'legend_entries', 'Predictions',
+           'load_learner', 'read_metrics', 'ReliabilityExplorer', 'run_datasets', 'per_class_iou', 'per_class_iou_bars',
+           'pixel_scores', 'reliability_histograms', 'auroc_table', 'calibration', 'reliability_diagram', 'read_log',
+           'warmup_of', 'eval_series', 'training_curves', 'live_frontend', 'LiveView', 'live_figure', 'LogTail',
+           'finished_metrics']
 
 # %% ../nbs/06_viz.ipynb #b718724f
 def to_np(x) -> np.ndarray:
@@ -147,7 +148,7 @@ def _blank(ax, title, why):
 
 def _unit_map(ax, a, sel, title, fig):
     "A [0, 1] map, pixels outside `sel` grey."
-    cmap = matplotlib.colormaps['viridis'].with_extremes(bad='0.55')
+    cmap = matplotlib.colormaps['viridis'].with_extremes(bad=OUTSIDE_RGB / 255)
     im = _show(ax, np.ma.masked_array(a, ~sel), title, cmap=cmap, vmin=0, vmax=1)
     fig.colorbar(im, ax=ax, fraction=0.035, pad=0.02)
 
@@ -155,7 +156,16 @@ def _unit_map(ax, a, sel, title, fig):
 _CANDIDATES = np.array([[0, 255, 255], [255, 0, 255], [0, 255, 0], [255, 255, 0], [255, 128, 0], [128, 255, 255],
                         [255, 160, 255]], np.uint8)
 IGNORE_RGB = np.array([0, 0, 0], np.uint8)  # ignored pixels (label 255), as `colorize` paints them
-OTHER_RGB = np.array([255, 255, 255], np.uint8)  # pixels outside the focus class, in the threshold panel
+OTHER_RGB = np.array([255, 255, 255], np.uint8)  # pixels of the other classes, with a focus class (label and threshold panels)
+OUTSIDE_RGB = np.array([140, 140, 140], np.uint8)  # pixels a [0, 1] map leaves out: outside the focus class (maps), kept ('discarded')
+
+def label_rgb(label, palette, focus:Optional[int]=None) -> np.ndarray:
+    "A label map in class colours; with a focus class the other classes white, ignored pixels staying black: never one colour for both."
+    label = to_np(label)
+    rgb = colorize(label, palette_of(palette))
+    if focus is None: return rgb
+    rgb = rgb.copy(); rgb[(label != focus) & (label != IGNORE)] = OTHER_RGB
+    return rgb
 
 def discard_colour(palette) -> np.ndarray:
     "The candidate colour farthest from every class colour, ignored black and outside-focus white: a colour no class uses."
@@ -169,7 +179,7 @@ def _keep_panel(ax, p, pal, threshold, cls):
     rgb = colorize(p.pseudo, pal).copy()
     rgb[sel & (p.conf < threshold)] = discard_colour(pal)
     rgb[~sel] = OTHER_RGB
-    _show(ax, rgb, f'threshold {threshold:.3f} keeps {100 * (1 - threshold_stats(p, threshold, cls)["discarded"]):.0f}%')
+    _show(ax, rgb, f'threshold {threshold:.4f} keeps {100 * (1 - threshold_stats(p, threshold, cls)["discarded"]):.0f}%')
 
 def _discarded_panel(ax, p, threshold, cls, fig):
     "The reliability of the discarded pixels only."
@@ -180,16 +190,20 @@ def _discarded_panel(ax, p, threshold, cls, fig):
 # %% ../nbs/06_viz.ipynb #dec962cd
 PANELS = ('image', 'ground truth', 'pseudo-label', 'reliability', 'confidence', 'student', 'errors', 'threshold', 'discarded')
 
-def _errors_panel(ax, p, focus):
-    if p.label is None: return _blank(ax, 'pseudo-label errors', 'no labels in this split')
-    judged = None if focus is None else (p.pseudo == focus) | (p.label == focus)
-    ok = p.correct[p.valid if judged is None else p.valid & judged]
-    _show(ax, error_overlay(p.img, p.pseudo, p.label, judged), f'pseudo-label errors (red): {100 * _mean(ok):.0f}% right')
+def errors_judged(p:ImagePred, focus:Optional[int]) -> np.ndarray:
+    "The pixels the errors panel judges: labelled ones; with a focus class, those whose truth or pseudo-label is that class."
+    return p.valid if focus is None else p.valid & ((p.pseudo == focus) | (p.label == focus))
 
-def _draw_panel(name, ax, p, pal, focus, threshold, fig):
+def _errors_panel(ax, p, focus, names):
+    if p.label is None: return _blank(ax, 'pseudo-label errors', 'no labels in this split')
+    judged = errors_judged(p, focus)
+    what = 'labelled pixels' if focus is None else f'pixels whose truth or pseudo-label is {names[focus]}'
+    _show(ax, error_overlay(p.img, p.pseudo, p.label, judged), f'errors (red): {100 * _mean(p.correct[judged]):.0f}% of {what} right')
+
+def _draw_panel(name, ax, p, pal, focus, threshold, fig, names):
     "Draw the panel `name` (one of `PANELS`) of image `p` into `ax`."
     sel = focus_mask(p, focus)
-    labels = lambda a, title: _show(ax, colorize(focus_label(a, focus), pal), title)
+    labels = lambda a, title: _show(ax, label_rgb(a, pal, focus), title)
     if name == 'image': _show(ax, p.img, f'image {p.name}')
     elif name == 'ground truth':
         if p.label is None: _blank(ax, 'ground truth', 'no labels in this split')
@@ -202,17 +216,16 @@ def _draw_panel(name, ax, p, pal, focus, threshold, fig):
     elif name == 'student':
         if p.pred is None: _blank(ax, 'student prediction', 'no student')
         else: labels(p.pred, 'student prediction')
-    elif name == 'errors': _errors_panel(ax, p, focus)
+    elif name == 'errors': _errors_panel(ax, p, focus, names)
     elif name == 'threshold': _keep_panel(ax, p, pal, threshold, focus)
     else: _discarded_panel(ax, p, threshold, focus, fig)
 
 # %% ../nbs/06_viz.ipynb #72ee75f1
 def _fig_size(p, panel, width) -> tuple:
-    "Inches at 100 dpi: the grid 1300 px wide unless `width`; one panel at the image's width (room for title, colourbar, legend)."
+    "Inches at 100 dpi, 1300 px wide unless `width`: the grid, or one panel (a zoom) that fills the same width, with room for its legend."
     H, W = p.img.shape[:2]
-    if panel is None: w = (width or 1300) / 100; return (w, w * 7.6 / 13)
-    w = (width or W + 180) / 100
-    return (w, w * H / (W + 180) + 1.3)
+    w = (width or 1300) / 100
+    return (w, w * 7.6 / 13) if panel is None else (w, w * H / W * 0.92 + 1.4)
 
 def explorer_panels(p:ImagePred,  # one image's outputs (`Predictions.get`)
                     palette='cs19',  # colours: C×3 array, protocol name or `data.Protocol`
@@ -225,22 +238,50 @@ def explorer_panels(p:ImagePred,  # one image's outputs (`Predictions.get`)
     if panel is not None and panel not in PANELS: raise ValueError(f"panel={panel!r} is unknown; the panels are {PANELS}")
     pal = palette_of(palette)
     names = list(class_names) if class_names is not None else [str(i) for i in range(len(pal))]
+    panels = PANELS if panel is None else (panel,)
     fig, axs = _subplots(*((3, 3) if panel is None else (1, 1)), figsize=_fig_size(p, panel, width), dpi=100, squeeze=False)
-    for name, ax in zip(PANELS if panel is None else (panel,), axs.flatten()): _draw_panel(name, ax, p, pal, focus, threshold, fig)
-    _legend(fig, p, pal, names, focus)
+    for name, ax in zip(panels, axs.flatten()): _draw_panel(name, ax, p, pal, focus, threshold, fig, names)
+    px = fig.get_figwidth() * fig.dpi
+    for ax in axs.flatten(): ax.title.set_fontsize(9 if px >= 1100 or panel is not None else 7)  # narrow grids: titles that fit
+    rows = _legend(fig, legend_entries(p, pal, names, focus, threshold, panels), px)
     fig.suptitle(f'{p.name}' + ('' if focus is None else f': class {names[focus]}'), fontsize=11)
-    fig.tight_layout(rect=(0, 0.05 if panel is None else 0.1, 1, 1))
+    fig.tight_layout(rect=(0, min(0.4, rows * 0.22 / fig.get_figheight()), 1, 1))
     return fig
 
-def _legend(fig, p, pal, names, focus):
-    "Class colours present in the image, then the discarded, ignored (and outside-focus) pixels."
-    ids = [focus] if focus is not None else sorted(set(np.unique(p.pseudo).tolist()) |
-                                                   (set() if p.label is None else set(np.unique(p.label).tolist())) - {IGNORE})
-    patch = lambda c, label: matplotlib.patches.Patch(facecolor=np.asarray(c) / 255, edgecolor='0.5', label=label)
-    handles = [patch(pal[i], names[i]) for i in ids if 0 <= i < len(pal)]
-    handles += [patch(discard_colour(pal), 'discarded'), patch(IGNORE_RGB, 'ignored')]
-    if focus is not None: handles.append(patch(OTHER_RGB, 'other classes'))
-    fig.legend(handles=handles, loc='lower center', ncol=min(len(handles), 11), fontsize=8, frameon=False)
+def _legend(fig, entries, px) -> int:
+    "The legend below the panels, in as many columns as fit the figure's width; returns its number of rows."
+    if not entries: return 0
+    handles = [matplotlib.patches.Patch(facecolor=np.asarray(c) / 255, edgecolor='0.5', label=t) for c, t in entries]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    renderer = (fig.canvas if hasattr(fig.canvas, 'get_renderer') else FigureCanvasAgg(fig)).get_renderer()  # to measure text
+    for ncol in range(min(len(handles), 11), 0, -1):  # the most columns whose legend is no wider than the figure
+        leg = fig.legend(handles=handles, loc='lower center', ncol=ncol, fontsize=8, frameon=False)
+        if ncol == 1 or leg.get_window_extent(renderer).width <= px - 8: return math.ceil(len(handles) / ncol)
+        leg.remove()
+
+def legend_entries(p:ImagePred, palette, names, focus:Optional[int]=None, threshold:float=0.968, panels=PANELS) -> list:
+    "(RGB, text) of every colour `panels` paint for this image: the classes present, and what each other colour means."
+    pal, shown = palette_of(palette), set(panels)
+    lab = shown & {'ground truth', 'pseudo-label', 'student', 'threshold'}
+    ids = set()
+    if shown & {'pseudo-label', 'threshold'}: ids |= set(np.unique(p.pseudo).tolist())
+    if 'ground truth' in shown and p.label is not None: ids |= set(np.unique(p.label).tolist())
+    if 'student' in shown and p.pred is not None: ids |= set(np.unique(p.pred).tolist())
+    ids -= {IGNORE}
+    if focus is not None: ids &= {focus}
+    out = [(pal[i], names[i]) for i in sorted(ids) if 0 <= i < len(pal)]
+    sel = focus_mask(p, focus)
+    if 'threshold' in shown and (sel & (p.conf < threshold)).any(): out.append((discard_colour(pal), 'discarded by the threshold'))
+    if 'ground truth' in shown and p.label is not None and (p.label == IGNORE).any(): out.append((IGNORE_RGB, 'ignored (no label)'))
+    if focus is not None and lab: out.append((OTHER_RGB, 'other classes'))
+    maps = shown & {'reliability', 'confidence'} if focus is not None and not sel.all() else set()
+    if 'reliability' in maps and p.rel is None: maps.discard('reliability')
+    grey = (["outside the focus class (maps)"] if maps else []) + (["not discarded ('discarded' panel)"] if 'discarded' in shown and p.rel is not None else [])
+    if grey: out.append((OUTSIDE_RGB, 'grey: ' + '; '.join(grey)))
+    if 'errors' in shown and p.label is not None:
+        out += [((_OK * 255).round().astype(np.uint8), 'right (green tint)'), ((_BAD * 255).round().astype(np.uint8), 'wrong (red tint)'),
+                (np.array([128, 128, 128], np.uint8), 'not judged (the image in grey)')]
+    return out
 
 # %% ../nbs/06_viz.ipynb #aa209714
 def _label_at(label, size) -> torch.Tensor:
@@ -386,7 +427,7 @@ def _build(self:ReliabilityExplorer, threshold, index):
     self.index = W.IntSlider(value=index, min=0, max=len(first) - 1, description='image', continuous_update=False, style=style)
     self.focus = W.Dropdown(options=[('all classes', -1)] + [(n, i) for i, n in enumerate(self.class_names)],
                             value=-1, description='focus class', style=style)
-    self.threshold = W.FloatSlider(value=threshold, min=0.0, max=1.0, step=0.001, readout_format='.3f',  # type 0.968 in the readout
+    self.threshold = W.FloatSlider(value=threshold, min=0.0, max=1.0, step=0.0001, readout_format='.4f',  # type 0.9999 in the readout; no value above 1
                                    description='confidence threshold', continuous_update=False, style=style)
     self.zoom = W.Dropdown(options=[('all nine', '')] + [(n, n) for n in PANELS], description='panel', style=style)
     self.width = W.Dropdown(options=WIDTHS, description='width', style=style)  # auto: 1300 px, one panel at the image's size
@@ -423,8 +464,10 @@ def summary(self:ReliabilityExplorer) -> str:
     "One line: what the threshold discards in this image (or focus class) and the reliability it would have had."
     p, cls = self.current(), (None if self.focus.value < 0 else self.focus.value)
     s = threshold_stats(p, self.threshold.value, cls)
-    txt = f"{p.name}: confidence ≥ {s['threshold']:.3f} discards {100 * s['discarded']:.1f}% of {s['pixels']} pixels"
-    if 'acc_discarded' in s and not math.isnan(s['acc_discarded']): txt += f", {100 * s['acc_discarded']:.0f}% of which are right"
+    txt = (f"{p.name}: confidence ≥ {s['threshold']:.4f} discards {100 * s['discarded']:.1f}% of {s['pixels']} pixels"
+           + ('' if cls is None else f" pseudo-labelled {self.class_names[cls]}"))
+    if 'acc_discarded' in s and not math.isnan(s['acc_discarded']):  # counted over the discarded pixels (the errors panel: its title says)
+        txt += f"; {100 * s['acc_discarded']:.0f}% of the discarded pseudo-labels are right"
     f = lambda k: '–' if math.isnan(s.get(k, float('nan'))) else f'{s[k]:.2f}'
     if p.rel is not None: txt += f"; mean reliability of discarded {f('rel_discarded')}, of kept {f('rel_kept')}"
     if 'rel_discarded_right' in s: txt += f" (discarded right {f('rel_discarded_right')}, wrong {f('rel_discarded_wrong')})"

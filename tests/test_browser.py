@@ -201,7 +201,7 @@ def test_explorer_and_live_view_render_in_jupyterlab(tmp_path):
                 summary = page.locator('.sfda-explorer-summary')
                 summary.wait_for(timeout=30_000)
                 before = summary.inner_text()
-                assert 'confidence ≥ 0.500 discards' in before
+                assert 'confidence ≥ 0.5000 discards' in before
                 assert page.locator('.widget-slider').count() >= 2 and page.locator('.widget-dropdown').count() >= 2
                 img_w = page.evaluate("() => document.querySelector('.widget-output img').naturalWidth")
                 assert img_w > 300, f'the explorer figure did not load (naturalWidth {img_w})'
@@ -216,9 +216,9 @@ def test_explorer_and_live_view_render_in_jupyterlab(tmp_path):
                 # a user moves the threshold: type into the slider's readout; the kernel re-renders
                 readout = page.locator('.widget-slider').filter(has_text='confidence threshold').locator('.widget-readout')
                 readout.click(); page.keyboard.press('Control+A'); page.keyboard.type('0.968'); page.keyboard.press('Enter')
-                page.wait_for_function("() => document.querySelector('.sfda-explorer-summary').innerText.includes('confidence ≥ 0.968')",
+                page.wait_for_function("() => document.querySelector('.sfda-explorer-summary').innerText.includes('confidence ≥ 0.9680')",
                                        timeout=60_000)
-                assert readout.inner_text().strip() == '0.968'  # exactly DACS's threshold, shown with 3 decimals
+                assert readout.inner_text().strip() == '0.9680'  # exactly DACS's threshold, shown with 4 decimals
                 page.wait_for_selector('.widget-output img', timeout=30_000)
                 after = summary.inner_text()
                 assert after.split('discards ')[1].split('%')[0] != before.split('discards ')[1].split('%')[0], (before, after)

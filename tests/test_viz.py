@@ -62,7 +62,7 @@ def test_explorer_controls_change_the_figure(setup):
     titles = [a.get_title() for a in panels(ex.fig)]
     assert titles[:3] == ['image toy_0_0', 'ground truth', 'teacher pseudo-label']
     assert titles[3].startswith('metric reliability') and titles[4].startswith('softmax confidence')
-    assert titles[5] == 'student prediction' and titles[6].startswith('pseudo-label errors')
+    assert titles[5] == 'student prediction' and titles[6].startswith('errors (red): ')
     assert len(ex.fig.axes) == 9 + 3  # colourbars: reliability, confidence, reliability of discarded
 
     ex.index.value = 3
@@ -76,7 +76,7 @@ def test_explorer_controls_change_the_figure(setup):
         ex.threshold.value = t
         keep_ax, rel_ax = panels(ex.fig)[7], panels(ex.fig)[8]
         n_drop = int((p.conf < t).sum())
-        assert keep_ax.get_title() == f'threshold {t:.3f} keeps {100 * (1 - n_drop / p.conf.size):.0f}%'
+        assert keep_ax.get_title() == f'threshold {t:.4f} keeps {100 * (1 - n_drop / p.conf.size):.0f}%'
         shown_rel = rel_ax.images[0].get_array()
         assert int((~shown_rel.mask).sum()) == n_drop
         np.testing.assert_allclose(shown_rel.compressed(), p.rel[p.conf < t], rtol=1e-6)
@@ -89,9 +89,10 @@ def test_explorer_controls_change_the_figure(setup):
     ex.focus.value = 2
     assert ex.fig._suptitle.get_text() == 'toy_0_3: class sky'
     gt = panels(ex.fig)[1].images[0].get_array().reshape(-1, 3)
-    assert {tuple(c) for c in np.unique(gt, axis=0)} <= {(0, 0, 0), tuple(PAL[2])}
-    assert [t.get_text() for t in ex.fig.legends[0].texts] == ['sky', 'discarded', 'ignored', 'other classes']
-    assert f'of {int((p.pseudo == 2).sum())} pixels' in ex.summary()
+    assert {tuple(c) for c in np.unique(gt, axis=0)} <= {(0, 0, 0), tuple(PAL[2]), (255, 255, 255)}  # ignored black, other classes white
+    legend = [t.get_text() for t in ex.fig.legends[0].texts]
+    assert legend[:2] == ['sky', 'discarded by the threshold'] and 'other classes' in legend
+    assert f'of {int((p.pseudo == 2).sum())} pixels pseudo-labelled sky' in ex.summary()
 
     # another split: the slider is clamped and the missing labels are said, not drawn
     ex.split.value = 'train'
@@ -154,7 +155,7 @@ def test_explorer_on_a_folder_run(tmp_path):
     fig = ex.render()
     titles = [a.get_title() for a in panels(fig)]
     assert titles[0] == 'image street/00' and titles[2] == 'teacher pseudo-label'
-    assert titles[3].startswith('metric reliability (mean ') and titles[7].startswith('threshold 0.968 keeps')
+    assert titles[3].startswith('metric reliability (mean ') and titles[7].startswith('threshold 0.9680 keeps')
     assert panels(fig)[3].images and panels(fig)[2].images  # reliability and pseudo-label are drawn
     assert [panels(fig)[i].texts[0].get_text() for i in (1, 6)] == ['no labels in this split'] * 2  # ground truth, errors
     ex.split.value = 'train'
@@ -280,10 +281,10 @@ def test_diagnostics(setup, tmp_path):
 def test_threshold_control_reaches_0968_and_discarded_pixels_have_their_own_colour(setup):
     ex = viz.ReliabilityExplorer(setup.ds, viz.Predictions(setup.net, setup.net, setup.learner, protocol=PROTO), index=3)
     th = ex.threshold
-    assert (th.step, th.readout_format, f'{th.value:.3f}') == (0.001, '.3f', '0.968')  # DACS's default, shown as 0.968
-    assert 'confidence ≥ 0.968 discards' in ex.summary()
+    assert (th.step, th.readout_format, f'{th.value:.4f}') == (0.0001, '.4f', '0.9680')  # DACS's default; 4 digits: 0.9999 is not 1
+    assert 'confidence ≥ 0.9680 discards' in ex.summary()
     th.value = 0.97; th.value = 0.968  # and back, exactly
-    assert f'{th.value:.3f}' == '0.968' and panels(ex.fig)[7].get_title().startswith('threshold 0.968 keeps')
+    assert f'{th.value:.3f}' == '0.968' and panels(ex.fig)[7].get_title().startswith('threshold 0.9680 keeps')
     for pal in (PAL, viz.palette_of('cs19')):  # the real palette has "building" (70, 70, 70); ignored pixels are black
         c = viz.discard_colour(pal).astype(int)
         assert not (pal == c).all(1).any() and tuple(c) not in {(0, 0, 0), (255, 255, 255)}
@@ -293,8 +294,8 @@ def test_threshold_control_reaches_0968_and_discarded_pixels_have_their_own_colo
     drop = p.conf < th.value
     assert drop.any() and (shown[drop] == c).all() and not (shown[~drop] == c).all(-1).any()
     legend = [t.get_text() for t in ex.fig.legends[0].texts]
-    assert legend[-2:] == ['discarded', 'ignored']
-    handle = ex.fig.legends[0].legend_handles[legend.index('discarded')]
+    assert 'discarded by the threshold' in legend
+    handle = ex.fig.legends[0].legend_handles[legend.index('discarded by the threshold')]
     assert np.allclose(handle.get_facecolor()[:3], c / 255)
 
 
