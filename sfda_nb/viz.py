@@ -32,8 +32,8 @@ __all__ = ['IGNORE_RGB', 'OTHER_RGB', 'OUTSIDE_RGB', 'PANELS', 'METRIC_FORMAT', 
            'label_rgb', 'discard_colour', 'errors_judged', 'explorer_panels', 'legend_entries', 'Predictions',
            'load_learner', 'read_metrics', 'ReliabilityExplorer', 'run_datasets', 'per_class_iou', 'per_class_iou_bars',
            'pixel_scores', 'reliability_histograms', 'auroc_table', 'calibration', 'reliability_diagram', 'read_log',
-           'warmup_of', 'eval_series', 'training_curves', 'live_frontend', 'LiveView', 'live_figure', 'LogTail',
-           'finished_metrics']
+           'warmup_of', 'eval_series', 'training_curves', 'live_frontend', 'LiveView', 'live_figure', 'step_text',
+           'LogTail', 'finished_metrics']
 
 # %% ../nbs/06_viz.ipynb #b718724f
 def to_np(x) -> np.ndarray:
@@ -242,20 +242,21 @@ def explorer_panels(p:ImagePred,  # one image's outputs (`Predictions.get`)
     fig, axs = _subplots(*((3, 3) if panel is None else (1, 1)), figsize=_fig_size(p, panel, width), dpi=100, squeeze=False)
     for name, ax in zip(panels, axs.flatten()): _draw_panel(name, ax, p, pal, focus, threshold, fig, names)
     px = fig.get_figwidth() * fig.dpi
-    for ax in axs.flatten(): ax.title.set_fontsize(9 if px >= 1100 or panel is not None else 7)  # narrow grids: titles that fit
-    rows = _legend(fig, legend_entries(p, pal, names, focus, threshold, panels), px)
-    fig.suptitle(f'{p.name}' + ('' if focus is None else f': class {names[focus]}'), fontsize=11)
-    fig.tight_layout(rect=(0, min(0.4, rows * 0.22 / fig.get_figheight()), 1, 1))
+    scale = max(1.0, px / 1300)  # wide figures are shown scaled down: text grows with them
+    for ax in axs.flatten(): ax.title.set_fontsize((9 if px >= 1100 or panel is not None else 7) * scale)  # narrow grids: titles that fit
+    rows = _legend(fig, legend_entries(p, pal, names, focus, threshold, panels), px, 8 * scale)
+    fig.suptitle(f'{p.name}' + ('' if focus is None else f': class {names[focus]}'), fontsize=11 * scale)
+    fig.tight_layout(rect=(0, min(0.4, rows * 0.22 * scale / fig.get_figheight()), 1, 1))
     return fig
 
-def _legend(fig, entries, px) -> int:
+def _legend(fig, entries, px, fontsize=8) -> int:
     "The legend below the panels, in as many columns as fit the figure's width; returns its number of rows."
     if not entries: return 0
     handles = [matplotlib.patches.Patch(facecolor=np.asarray(c) / 255, edgecolor='0.5', label=t) for c, t in entries]
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     renderer = (fig.canvas if hasattr(fig.canvas, 'get_renderer') else FigureCanvasAgg(fig)).get_renderer()  # to measure text
     for ncol in range(min(len(handles), 11), 0, -1):  # the most columns whose legend is no wider than the figure
-        leg = fig.legend(handles=handles, loc='lower center', ncol=ncol, fontsize=8, frameon=False)
+        leg = fig.legend(handles=handles, loc='lower center', ncol=ncol, fontsize=fontsize, frameon=False)
         if ncol == 1 or leg.get_window_extent(renderer).width <= px - 8: return math.ceil(len(handles) / ncol)
         leg.remove()
 
@@ -730,7 +731,7 @@ class LiveView(Callback):
         elif self.evals: print(f"done: {self._eval_text(self.evals[-1])}")
 
 # %% ../nbs/06_viz.ipynb #6368fac6
-LIVE_PANELS = ('student loss', 'metric loss', 'mean reliability / confidence', 'pseudo-labels vs target labels', 'mIoU (%)')
+LIVE_PANELS = ('student loss', 'metric loss', 'reliability / confidence', 'pseudo-labels vs labels', 'mIoU (%)')
 LIVE_TRACES = (('loss', 1), ('metric_loss', 2), ('rel_mean', 3), ('conf_mean', 3),
                ('pl_kept', 4), ('pl_acc', 4), ('pl_mean_recall', 4),  # train.PseudoLabelQuality, where the target has train labels
                ('teacher_miou', 5), ('student_miou', 5))
@@ -743,9 +744,19 @@ def live_figure(title:str='training'):
     for name, col in LIVE_TRACES:
         fig.add_trace(go.Scatter(x=[], y=[], name=name, mode='lines+markers', marker=dict(size=5)), row=1, col=col)
     fig.update_xaxes(title_text='iteration', title_font_size=10)
-    fig.update_layout(height=380, margin=dict(l=40, r=10, t=60, b=40), title=dict(text=title, y=0.97),
+    fig.update_annotations(font_size=11)  # the panel titles: short enough not to run into each other
+    fig.update_yaxes(rangemode='tozero', col=5)  # mIoU from 0: one evaluation is a point, not an axis from 79 to 81
+    fig.update_layout(height=380, autosize=True, margin=dict(l=40, r=10, t=60, b=40), title=dict(text=title, y=0.97),
                       legend=dict(orientation='h', y=-0.3, x=0.5, xanchor='center'))  # below: clear of the panel titles
     return fig
+
+def step_text(rec:Optional[dict]) -> str:
+    "The iteration of a log record said plainly: 'student step S' (and the warm-up iterations before it), or 'metric warm-up'."
+    if not rec: return 'no step yet'
+    it, s = rec['iter'], rec.get('student_step')
+    if s is None: return f'iter {it}'
+    if not s: return f'metric warm-up, iter {it}'
+    return f'student step {s}' + (f' (iter {it}: {it - s} warm-up iterations first)' if it != s else '')
 
 @patch
 def _make_figure(self:LiveView):
@@ -775,8 +786,12 @@ def series(self:LiveView, name):
 def _fill(self:LiveView, fig):
     "Put the current series and title into `fig` (the live widget or a static copy)."
     with fig.batch_update():
-        for tr, (name, _) in zip(fig.data, LIVE_TRACES): tr.x, tr.y = self.series(name)
-        fig.layout.title.text = f"{self.title}: iter {self.records[-1]['iter'] if self.records else 0}{self.status}"
+        series = {name: self.series(name) for name, _ in LIVE_TRACES}  # (read once: inside a batch update traces hold their old values)
+        for tr, (name, _) in zip(fig.data, LIVE_TRACES): tr.x, tr.y = series[name]
+        for col in range(1, len(LIVE_PANELS) + 1):  # a panel without data shows no placeholder axes (-1 to 4)
+            has = any(len(series[name][0]) for name, c in LIVE_TRACES if c == col)
+            fig.update_xaxes(visible=has, col=col, row=1); fig.update_yaxes(visible=has, col=col, row=1)
+        fig.layout.title.text = f"{self.title}: {step_text(self.records[-1] if self.records else None)}{self.status}"
 
 @patch
 def _update(self:LiveView): self._fill(self.fig)
@@ -793,7 +808,7 @@ def _print_line(self:LiveView, log:dict):
     it = log['iter']
     if it % self.every and it != self.total: return
     f = lambda k: '-' if log.get(k) is None else f'{log[k]:.3f}'
-    line = f"iter {it}: loss {f('loss')}, metric loss {f('metric_loss')}, reliability {f('rel_mean')}, confidence {f('conf_mean')}"
+    line = f"{step_text(log)}: loss {f('loss')}, metric loss {f('metric_loss')}, reliability {f('rel_mean')}, confidence {f('conf_mean')}"
     print(line + (f"; {self._eval_text(self.evals[-1])}" if self.evals else ''))
 
 @patch
@@ -848,7 +863,7 @@ def follow(cls:LiveView, run_dir,  # a run's folder (`train.run`'s out_dir); it 
     view = cls(live=live)
     view.run_dir, view.interval, view.title = Path(run_dir), float(every), f'{Path(run_dir).name}'
     view._tail, view._stop, view.finished, view.error = LogTail(view.run_dir/'log.jsonl'), threading.Event(), False, None
-    view._deadline = None if timeout is None else time.monotonic() + timeout
+    view._deadline, view._since = None if timeout is None else time.monotonic() + timeout, time.monotonic()
     view._open()
     if not background: view._loop(); return view
     view._thread = threading.Thread(target=view._loop, name=f'LiveView.follow({view.run_dir.name})', daemon=True)
@@ -868,10 +883,17 @@ def poll(self:LiveView) -> int:
     if not self.live:
         for r in new: self._print_line(r)
     self.finished = m is not None
-    self.status = ' (finished)' if self.finished else ('' if self.records else ' (waiting for log.jsonl)')
+    self.status = ' (finished)' if self.finished else ('' if self.records else self._waiting())
     if self.live: self._update()
     elif self.finished and self.evals: print(f"done: {self._eval_text(self.evals[-1])}")
     return len(new)
+
+@patch
+def _waiting(self:LiveView) -> str:
+    "What the view waits for, for how long, and whether the folder exists at all (a mistyped path says so)."
+    t = time.monotonic() - self._since
+    where = '' if self.run_dir.is_dir() else '; the folder does not exist (yet)'
+    return f" (waiting {t:.0f} s for {self.run_dir/'log.jsonl'}{where})"
 
 @patch
 def _loop(self:LiveView):
@@ -879,7 +901,13 @@ def _loop(self:LiveView):
     try:
         while True:
             self.poll()
-            if self.finished or self._stop.is_set() or (self._deadline and time.monotonic() > self._deadline): break
+            if self.finished: break
+            if self._stop.is_set() or (self._deadline and time.monotonic() > self._deadline):
+                why = 'stop()' if self._stop.is_set() else 'the timeout'
+                self.status = f" (stopped by {why}{'' if self.records else ', no log.jsonl in ' + str(self.run_dir)})"
+                if self.live: self._update()
+                else: print(f"LiveView.follow({self.run_dir}):{self.status}")
+                break
             self._stop.wait(self.interval)
     except Exception as e:  # a thread's exception would vanish: keep it, and say it
         self.error, self.status = e, f' (stopped: {type(e).__name__}: {e})'

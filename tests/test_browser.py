@@ -104,6 +104,19 @@ for i in range(10, 90, 10):
 run_dir = Path(tempfile.mkdtemp()) / 'cli_run'
 follow = LiveView.follow(run_dir, every=0.2)  # a run in another process, followed through its folder
 writer = subprocess.Popen([sys.executable, '-c', WRITER, str(run_dir)])""",
+    """from PIL import Image
+from sfda_nb import train
+from sfda_nb.core import frozen_config
+folder = Path(tempfile.mkdtemp()) / 'my_images'; folder.mkdir()
+g = np.random.default_rng(0)
+for i in range(6): Image.fromarray(g.integers(0, 255, (40, 72, 3), dtype=np.uint8)).save(folder / f'cam_{i}.png')
+torch.manual_seed(0)
+models.save_model(folder.parent / 'src.pt', models.build_model('small', 19), {'note': 'seeded init'}, protocol='cs19')
+frun = Path(tempfile.mkdtemp()) / 'folder_run'
+train.run(frozen_config(train.TrainConfig, dict(target=f'folder:{folder}', source_ckpt=str(folder.parent / 'src.pt'), iters=2,
+          batch_size=2, crop=(32, 32), eval_every=0, metric_warmup=1, n_per_class=16, threads=1, out_dir=str(frun))))
+folder_explorer = ReliabilityExplorer.from_run(frun)
+folder_explorer""",
     """print('CELLS' + '_DONE')""",
 ]
 
@@ -198,7 +211,7 @@ def test_explorer_and_live_view_render_in_jupyterlab(tmp_path):
                 assert page.get_by_text('LIVE True', exact=True).count() == 1  # LiveView detected the frontend
                 # the explorer: controls, the summary line and the matplotlib figure inside its Output widget
                 page.wait_for_selector('.widget-output img', timeout=60_000)
-                summary = page.locator('.sfda-explorer-summary')
+                summary = page.locator('.sfda-explorer-summary').first
                 summary.wait_for(timeout=30_000)
                 before = summary.inner_text()
                 assert 'confidence ≥ 0.5000 discards' in before
@@ -210,11 +223,11 @@ def test_explorer_and_live_view_render_in_jupyterlab(tmp_path):
                 assert page.locator('.js-plotly-plot .scatterlayer .trace').count() >= 6
                 # the followed run: a second live figure, filled while the writer process appends, then finished
                 page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot .gtitle')]"
-                                       ".some(t => t.textContent.includes('cli_run: iter 80 (finished)'))", timeout=60_000)
+                                       ".some(t => t.textContent.includes('cli_run: student step 80 (finished)'))", timeout=60_000)
                 assert page.locator('.js-plotly-plot').count() == 2
                 assert page.locator('.js-plotly-plot').nth(1).locator('.scatterlayer .trace .point').count() >= 8
                 # a user moves the threshold: type into the slider's readout; the kernel re-renders
-                readout = page.locator('.widget-slider').filter(has_text='confidence threshold').locator('.widget-readout')
+                readout = page.locator('.widget-slider').filter(has_text='confidence threshold').first.locator('.widget-readout')
                 readout.click(); page.keyboard.press('Control+A'); page.keyboard.type('0.968'); page.keyboard.press('Enter')
                 page.wait_for_function("() => document.querySelector('.sfda-explorer-summary').innerText.includes('confidence ≥ 0.9680')",
                                        timeout=60_000)
@@ -224,10 +237,22 @@ def test_explorer_and_live_view_render_in_jupyterlab(tmp_path):
                 assert after.split('discards ')[1].split('%')[0] != before.split('discards ')[1].split('%')[0], (before, after)
                 # the size control: a wider figure
                 w0 = page.evaluate("() => document.querySelector('.widget-output img').naturalWidth")
-                page.locator('.widget-dropdown').filter(has_text='width').locator('select').select_option(label='1800 px')
+                page.locator('.widget-dropdown').filter(has_text='width').first.locator('select').select_option(label='1800 px')
                 page.wait_for_function(f"() => (document.querySelector('.widget-output img') || {{}}).naturalWidth > {w0 + 300}",
                                        timeout=60_000)
+                # focus mode and one panel alone (a zoom): the summary names the class; the panel fills the chosen width
+                page.locator('.widget-dropdown').filter(has_text='focus class').first.locator('select').select_option(label='sky')
+                page.wait_for_function("() => document.querySelector('.sfda-explorer-summary').innerText.includes('pseudo-labelled sky')",
+                                       timeout=60_000)
+                page.locator('.widget-dropdown').filter(has_text='panel').first.locator('select').select_option(label='reliability')
+                page.wait_for_function("() => (document.querySelector('.widget-output img') || {}).naturalHeight < 1400 && "
+                                       "document.querySelector('.widget-output img').naturalWidth >= 1700", timeout=60_000)
+                # the folder run: the resize said when it started, its explorer drawn at the images' own size
                 body = page.inner_text('body')
+                assert '6 images, all 72×40: used at their own size' in body, body[-3000:]
+                assert page.locator('.sfda-explorer-summary').count() == 2
+                assert page.locator('.sfda-explorer-summary').nth(1).inner_text().startswith('cam_')
+                assert page.evaluate("() => document.querySelectorAll('.widget-output img')[1].naturalWidth") >= 1200
                 assert 'Error displaying widget' not in body
                 assert 'Traceback' not in body, body[body.find('Traceback') - 200:][:2000]
                 page.wait_for_timeout(500)

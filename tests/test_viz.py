@@ -366,12 +366,12 @@ def test_live_view_follows_a_run_folder_written_progressively(tmp_path, monkeypa
     assert view.join(10) and view.error is None and view.finished
     counts = sorted({n for n, _, _ in seen})
     assert len(counts) >= 6 and counts[0] == 0  # the figure grew while the log did, never a half line
-    assert any(t.endswith('(waiting for log.jsonl)') for _, _, t in seen)
+    assert any("log.jsonl; the folder does not exist (yet))" in t and ' (waiting ' in t for _, _, t in seen)  # what it waits for
     assert any(n == 3 and pts == 1 for n, pts, _ in seen)  # iteration 30: the first student loss shows at once
     tr = {t.name: t for t in view.fig.data}
     assert list(tr['loss'].x) == list(range(30, 130, 10)) and len(tr['metric_loss'].x) == 12
     assert (list(tr['teacher_miou'].x), list(tr['student_miou'].y)) == ([60, 120], [39.0, 42.5])  # metrics.json, + 20 warm-up
-    assert view.fig.layout.title.text == 'stvm-metric-classmix-s0: iter 120 (finished)'
+    assert view.fig.layout.title.text == 'stvm-metric-classmix-s0: student step 100 (iter 120: 20 warm-up iterations first) (finished)'
     assert not view._thread.is_alive()
 
 
@@ -387,7 +387,8 @@ def test_live_view_follow_prints_where_nobody_watches_and_stops_cleanly(tmp_path
     t0 = time.time(); view.stop()
     assert time.time() - t0 < 2 and not view._thread.is_alive()
     assert capsys.readouterr().out.splitlines() == [
-        'iter 50: loss 0.220, metric loss 7.000, reliability 0.550, confidence 0.900']
+        'student step 30 (iter 50: 20 warm-up iterations first): loss 0.220, metric loss 7.000, reliability 0.550, confidence 0.900',
+        f'LiveView.follow({tmp_path}): (stopped by stop())']  # it says that it stopped
     # a finished run, read in one go (background=False returns when it is done), and a timeout
     (tmp_path/'metrics.json').write_text(json.dumps({'config': {'iters': 30}, 'history': []}))
     done = viz.LiveView.follow(tmp_path, live=False, background=False)
