@@ -197,8 +197,8 @@ def errors_judged(p:ImagePred, focus:Optional[int]) -> np.ndarray:
 def _errors_panel(ax, p, focus, names):
     if p.label is None: return _blank(ax, 'pseudo-label errors', 'no labels in this split')
     judged = errors_judged(p, focus)
-    what = 'labelled pixels' if focus is None else f'pixels whose truth or pseudo-label is {names[focus]}'
-    _show(ax, error_overlay(p.img, p.pseudo, p.label, judged), f'errors (red): {100 * _mean(p.correct[judged]):.0f}% of {what} right')
+    what = 'of labelled pixels' if focus is None else f'\nof the pixels whose truth or pseudo-label is {names[focus]}'  # two lines: it fits
+    _show(ax, error_overlay(p.img, p.pseudo, p.label, judged), f'errors (red): {100 * _mean(p.correct[judged]):.0f}% right {what}')
 
 def _draw_panel(name, ax, p, pal, focus, threshold, fig, names):
     "Draw the panel `name` (one of `PANELS`) of image `p` into `ax`."
@@ -465,6 +465,7 @@ def summary(self:ReliabilityExplorer) -> str:
     "One line: what the threshold discards in this image (or focus class) and the reliability it would have had."
     p, cls = self.current(), (None if self.focus.value < 0 else self.focus.value)
     s = threshold_stats(p, self.threshold.value, cls)
+    if not s['pixels']: return f"{p.name}: no pixel is pseudo-labelled {self.class_names[cls]}"
     txt = (f"{p.name}: confidence ≥ {s['threshold']:.4f} discards {100 * s['discarded']:.1f}% of {s['pixels']} pixels"
            + ('' if cls is None else f" pseudo-labelled {self.class_names[cls]}"))
     if 'acc_discarded' in s and not math.isnan(s['acc_discarded']):  # counted over the discarded pixels (the errors panel: its title says)

@@ -28,3 +28,15 @@ def test_the_project_cites_only_itself():
              *(ROOT/'results').rglob('*.md')]
     hits = [f"{f.relative_to(ROOT)}: {m.group(0)}" for f in files for m in pat.finditer(f.read_text())]
     assert not hits, hits
+
+def test_readme_pictures_exist_and_come_from_the_committed_run():
+    "Every picture the README shows is committed; the widget pictures name the committed run they were drawn from."
+    import json
+    readme = (ROOT/'README.md').read_text()
+    pics = re.findall(r'!\[[^\]]*\]\(([^)]+)\)', readme)
+    assert {'results/widgets/explorer_grid.png', 'results/widgets/explorer_focus.png', 'results/widgets/live_view.png'} <= set(pics)
+    for p in pics: assert (ROOT/p).is_file() and (ROOT/p).stat().st_size > 10_000, p
+    rec = json.loads((ROOT/'results'/'widgets'/'pictures.json').read_text())
+    m = json.loads((ROOT/rec['run']/'metrics.json').read_text())
+    assert (m['method'], m['seed'], m['miou']) == (rec['method'], rec['seed'], rec['miou'])
+    assert all((ROOT/rec['run']/f).is_file() for f in ('teacher.pt', 'student.pt', 'metric.pt', 'log.jsonl'))
