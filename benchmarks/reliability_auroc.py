@@ -5,6 +5,9 @@ its softmax confidence and its (negated) entropy, pooled over every pixel of the
 
 Each RUN_DIR is a finished STvM run (teacher.pt, metric.pt, metrics.json). Writes OUT.md and OUT.json: one row per run
 and score (AUROC, mean score over right and over wrong pseudo-labels), plus the mean over runs.
+
+Variants of the metric reliability that need no retraining are scored beside it, as ablations (never defaults): the product
+metric x confidence, and the trained metric network read at other temperatures tau (`--taus`; the runs used 0.1).
 """
 import argparse, json, time
 from pathlib import Path
@@ -13,25 +16,31 @@ import pandas as pd
 from sfda_nb import data, experiments, viz
 from sfda_nb.core import default_data_root
 
-def run_scores(run_dir:Path, max_images:int):
-    "Pooled flat scores and correctness of one run's teacher on its target's evaluation split."
+def run_scores(run_dir:Path, max_images:int, taus=()):
+    "Pooled flat scores and correctness of one run's teacher on its target's evaluation split (and the metric's variants)."
     m = json.loads((run_dir/'metrics.json').read_text()); cfg = m['config']
     preds = viz.Predictions.from_run(run_dir, device='cpu')
+    at_tau = {t: viz.Predictions.from_run(run_dir, device='cpu') for t in taus}
+    for t, pr in at_tau.items(): pr.learner.tau = t  # the same trained metric network, read at another temperature
     root = Path(cfg['data_root']) if cfg.get('data_root') else default_data_root()
     ds = data.get_dataset(cfg['target'], data.eval_split(cfg['target']), root=root, protocol=m['protocol'], mode='eval')
-    keep = {'metric reliability': [], 'softmax confidence': [], '1 - normalised entropy': []}; ok = []
+    keep = {'metric reliability': [], 'softmax confidence': [], '1 - normalised entropy': [], 'metric x confidence (ablation)': [],
+            **{f'metric reliability at tau {t} (ablation)': [] for t in taus}}; ok = []
     for i in range(min(len(ds), max_images) if max_images else len(ds)):
         p = preds.get(ds, i); v = p.label != 255
         keep['metric reliability'].append(p.rel[v]); keep['softmax confidence'].append(p.conf[v])
         keep['1 - normalised entropy'].append(1 - p.entropy[v]); ok.append((p.pseudo == p.label)[v])
+        keep['metric x confidence (ablation)'].append(p.rel[v] * p.conf[v])
+        for t, pr in at_tau.items(): keep[f'metric reliability at tau {t} (ablation)'].append(pr.get(ds, i).rel[v])
     return {k: np.concatenate(v) for k, v in keep.items()}, np.concatenate(ok), m
 
 def main():
     ap = argparse.ArgumentParser(); ap.add_argument('runs', nargs='+'); ap.add_argument('--max-images', type=int, default=0)
+    ap.add_argument('--taus', default='0.03,0.3', help='other temperatures to read the metric network at (ablation rows; empty: none)')
     ap.add_argument('--out', default=str(Path(__file__).resolve().parents[1]/'results'/'reliability_auroc'))
     a = ap.parse_args(); rows = []
     for r in map(Path, a.runs):
-        scores, ok, m = run_scores(r, a.max_images)
+        scores, ok, m = run_scores(r, a.max_images, [float(t) for t in a.taus.split(',') if t])
         t = viz.auroc_table(scores, ok).reset_index()
         t.insert(0, 'run', r.parent.name if r.name == 'out' else r.name); t.insert(1, 'seed', m['seed']); t['pseudo-label accuracy'] = ok.mean()
         rows.append(t); print(t.to_string(index=False), flush=True)

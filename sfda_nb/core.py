@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #057e0bb1
 from __future__ import annotations
-import ast, dataclasses, hashlib, io, json, os, pickle, random, tempfile, typing
+import ast, contextlib, dataclasses, hashlib, io, json, os, pickle, random, tempfile, threading, typing
 from pathlib import Path
 from typing import NamedTuple
 
@@ -17,8 +17,8 @@ import torch.nn.functional as F
 __all__ = ['IGNORE', 'UnsafeCheckpointError', 'CHECKPOINT_FORMATS', 'SegOutput', 'upsample', 'project_root', 'default_data_root',
            'default_runs_root', 'seed_everything', 'cpu_threads', 'get_device', 'parse_value', 'parse_kv', 'Expected',
            'ConfigError', 'DataError', 'DatasetMissing', 'UnreadableFile', 'frozen_config', 'config_dict', 'Registry',
-           'Strategy', 'check_param_groups', 'sha256_file', 'save_checkpoint', 'CheckpointError', 'load_checkpoint',
-           'checkpoint_diagnosis']
+           'Strategy', 'check_param_groups', 'sha256_file', 'atomic_path', 'write_text_atomic', 'save_checkpoint',
+           'CheckpointError', 'load_checkpoint', 'checkpoint_diagnosis']
 
 # %% ../nbs/00_core.ipynb #02341021
 IGNORE = 255  # the ignore label of every label map in sfda_nb
@@ -198,20 +198,29 @@ def sha256_file(path, chunk:int=1<<20) -> str:
         while b := f.read(chunk): h.update(b)
     return h.hexdigest()
 
+@contextlib.contextmanager
+def atomic_path(path):
+    "A temporary path beside `path` (same suffix) to write to: renamed onto `path` when the block ends, removed on an error."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}')  # one per process and thread
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists(): tmp.unlink()
+
+def write_text_atomic(path, text:str) -> Path:
+    "Write `text` to `path` through `atomic_path`: a reader sees the old file or the new one, never half of one."
+    with atomic_path(path) as tmp: tmp.write_text(text)
+    return Path(path)
+
 def save_checkpoint(obj, path, overwrite:bool=False) -> Path:
     "Write `obj` with `torch.save` atomically (temp file + rename); refuse to replace a file unless `overwrite`."
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f); f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, 'wb') as f:
+        torch.save(obj, f); f.flush(); os.fsync(f.fileno())
     return path
 
 class CheckpointError(Expected, ValueError):

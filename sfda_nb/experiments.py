@@ -15,7 +15,7 @@ import pandas as pd
 import psutil
 import yaml
 
-from .core import project_root, default_runs_root, frozen_config, config_dict, parse_kv, ConfigError
+from .core import project_root, default_runs_root, frozen_config, config_dict, parse_kv, ConfigError, write_text_atomic
 
 # %% auto #0
 __all__ = ['TRAIN_NOTEBOOK', 'EXEC_KEYS', 'RELIABILITIES', 'MIXES', 'NTHU_TARGETS', 'PUBLISHED', 'ABLATION_BASE', 'KERNEL_NAME',
@@ -128,8 +128,7 @@ def kernel_spec(root=None) -> tuple[str, Path]:
     except (OSError, ValueError): current = None
     if current != spec:  # written atomically: parallel workers may read it while another writes it
         f.parent.mkdir(parents=True, exist_ok=True)
-        tmp = f.with_name(f'.kernel.{os.getpid()}.{threading.get_ident()}.json')
-        tmp.write_text(json.dumps(spec, indent=1)); os.replace(tmp, f)
+        write_text_atomic(f, json.dumps(spec, indent=1))
     return KERNEL_NAME, jp
 
 # %% ../nbs/07_experiments.ipynb #74767b6c

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import data, models
-from .core import IGNORE, ConfigError, get_device, load_checkpoint, sha256_file, upsample
+from .core import IGNORE, ConfigError, get_device, load_checkpoint, sha256_file, upsample, atomic_path, write_text_atomic
 
 # %% auto #0
 __all__ = ['OUTPUTS', 'MANIFEST', 'EXPORT_FORMATS', 'EXPORT_TOLERANCE', 'Predictor', 'load_predictor', 'to_train_ids', 'overlay',
@@ -77,14 +77,8 @@ def overlay(img:np.ndarray, color:np.ndarray, alpha:float=0.5) -> np.ndarray:
 
 def save_image_atomic(arr:np.ndarray, path, **kw) -> Path:
     "Write an image to a temporary file beside `path`, then rename it: never half a file under the final name."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix=path.suffix)
-    os.close(fd)
-    try: Image.fromarray(arr).save(tmp, **kw); os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.unlink(tmp)
-        raise
-    return path
+    with atomic_path(path) as tmp: Image.fromarray(arr).save(tmp, **kw)
+    return Path(path)
 
 def output_paths(out, rel:str, reliability:bool) -> dict:
     "The files of one image (`rel`: its path below the input folder, without suffix), the train-id PNG last."
@@ -125,7 +119,7 @@ def claim_output(out:Path, record:dict, todo:list, overwrite:bool) -> None:
         clash = [p for *_, paths in todo for p in paths.values() if p.exists()]
         if clash: raise FileExistsError(f"{clash[0]} exists and was not written by predict; pass overwrite=True (--overwrite) or another out")
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out/f'.{MANIFEST}.tmp'; tmp.write_text(json.dumps(record, indent=1)); os.replace(tmp, m)
+    write_text_atomic(m, json.dumps(record, indent=1))
 
 # %% ../nbs/10_predict.ipynb #6069c5bf
 @torch.no_grad()
@@ -271,14 +265,9 @@ def export_model(ckpt,  # a run's teacher.pt (or any checkpoint `load_predictor`
     pred = load_predictor(ckpt, protocol, 'cpu', metric='none')
     net, meta = Deployable(pred.model).eval(), export_meta(pred, ckpt)
     x = torch.rand(1, 3, *example_size, generator=torch.Generator().manual_seed(0))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f'.{out.stem}.tmp{out.suffix}')
-    try:
+    with atomic_path(out) as tmp:  # a failed check keeps nothing
         _write_onnx(net, x, tmp, meta, opset) if format == 'onnx' else _write_torchscript(net, x, tmp, meta)
         if check: _check_export(net, tmp)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists(): tmp.unlink()
     return out
 
 # %% ../nbs/10_predict.ipynb #8b888be3

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
 from .core import (IGNORE, upsample, default_data_root, default_runs_root, seed_everything, get_device,
-                          frozen_config, config_dict, ConfigError, save_checkpoint, load_checkpoint, sha256_file,
+                          frozen_config, config_dict, ConfigError, save_checkpoint, load_checkpoint, sha256_file, write_text_atomic,
                           Registry, Strategy, cpu_threads)  # first: it sets OpenMP's waiting policy before torch starts
 import torch
 import torch.nn as nn
@@ -939,8 +939,7 @@ def save_run(r:Run, m:dict):
         models.save_model(r.out_dir/'teacher.pt', r.a.teacher.model, meta, overwrite=True)
         models.save_model(r.out_dir/'student.pt', r.a.student, meta, overwrite=True)
         for s in r.a.strategies().values(): s.save(r.out_dir)
-    tmp = r.out_dir/'metrics.json.tmp'
-    tmp.write_text(json.dumps(m, indent=1)); os.replace(tmp, r.out_dir/'metrics.json')
+    write_text_atomic(r.out_dir/'metrics.json', json.dumps(m, indent=1))
 
 def run(cfg:TrainConfig, extra_cbs=(), env=None) -> dict:
     "Run one experiment end to end; return (and write) its metrics."

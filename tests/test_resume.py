@@ -104,13 +104,13 @@ def test_torn_checkpoint_write_never_replaces_good_state(tmp_path):
     before = path.read_bytes()
     with pytest.raises(Exception):  # serialisation fails after the tensor was written
         save_checkpoint({'it': 8, 'w': torch.zeros(10**6), 'bad': lambda: 0}, path, overwrite=True)
-    assert path.read_bytes() == before and not list(tmp_path.glob('.state.pt.*'))
+    assert path.read_bytes() == before and not list(tmp_path.glob('.state.*'))  # core.atomic_path's temporary: none left
     # SIGKILL in the middle of writing a ~200 MB state
     code = ("import sys, torch; from sfda_nb.core import save_checkpoint; "
             "save_checkpoint({'it': 8, 'w': torch.ones(50 * 2**20)}, sys.argv[1], overwrite=True)")
     p = subprocess.Popen([sys.executable, '-c', code, str(path)], env=_env())
     t0 = time.time()
-    while not any(f.stat().st_size > 0 for f in tmp_path.glob('.state.pt.*.tmp') if f.exists()):
+    while not any(f.stat().st_size > 0 for f in tmp_path.glob('.state.*.tmp.pt') if f.exists()):
         assert p.poll() is None and time.time() - t0 < 60, "the writer finished before it could be killed"
         time.sleep(0.001)
     p.send_signal(signal.SIGKILL); p.wait()
