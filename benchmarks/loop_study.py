@@ -85,6 +85,10 @@ ROWS = {  # name -> TrainConfig overrides (method included)
     'st_def_j02': {'method': 'mt_threshold', 'mix': 'none', **DEF, 'jitter': 0.2},
     'lo_def_b0': {'method': 'loop_oracle', **DEF, 'blur': 0.0},
     'st_def_b0': {'method': 'mt_threshold', 'mix': 'none', **DEF, 'blur': 0.0},
+    # 5. a first phase on pseudo-labels fixed from the starting model: the teacher all but never moves (EMA 0.99999, no ramp: 0.4 % of the student in 400 steps)
+    'st_def_fixed': {'method': 'mt_threshold', 'mix': 'none', **DEF, 'ema_alpha': 0.99999, 'ema_ramp': False, 'report': 'student'},
+    'gf_def_fixed': {'method': 'gt_filtered', **DEF, 'ema_alpha': 0.99999, 'ema_ramp': False, 'report': 'student'},
+    'st_def_lr1e-3': {'method': 'mt_threshold', 'mix': 'none', **DEF, 'lr': 1e-3},  # the chosen loop at the old learning rate
 }
 
 def work_dir(setting): return Path(os.environ.get('SFDA_RUNS', 'runs'))/'loop_study'/setting

@@ -352,11 +352,11 @@ def resolve(cfg:TrainConfig) -> Plan:
     for k, valid in CHOICES.items(): _choose(k, getattr(cfg, k), valid)
     if cfg.iters < 0 or cfg.batch_size < 1: raise ConfigError(f"iters={cfg.iters} and batch_size={cfg.batch_size} must be at least 0 and 1")
     lo_hi = tuple(cfg.target_scale)
-    bad = [k for k, ok in (('jitter', cfg.jitter >= 0), ('blur', 0 <= cfg.blur <= 1), ('bn_init', cfg.bn_init >= 0),
+    bad = [k for k, ok in (('jitter', cfg.jitter >= 0), ('blur', 0 <= cfg.blur <= 1), ('bn_init', cfg.bn_init >= 0), ('ema_alpha', 0 <= cfg.ema_alpha < 1),
                            ('l2sp_weight', cfg.l2sp_weight >= 0), ('div_weight', cfg.div_weight >= 0),
                            ('target_scale', len(lo_hi) == 2 and 0 < lo_hi[0] <= lo_hi[1])) if not ok]
     if bad: raise ConfigError('; '.join(f"{k}={getattr(cfg, k)!r}" for k in bad) + " out of range (jitter, bn_init and the weights ≥ 0; "
-                              "blur a probability; target_scale (lo, hi) with 0 < lo ≤ hi)")
+                              "blur in [0, 1]; ema_alpha in [0, 1); target_scale (lo, hi) with 0 < lo ≤ hi)")
     if cfg.source_ckpt and not Path(cfg.source_ckpt).is_file(): raise ConfigError(f"source_ckpt {cfg.source_ckpt} does not exist")
     start = cfg.target if m.model == 'target' else cfg.source  # the oracle starts from a model trained on the target's labels
     if not cfg.source_ckpt and not data.is_rendered(start):
