@@ -318,15 +318,18 @@ class Plan(NamedTuple):
     reliability: Optional[str]  # None for a method that does not adapt
     mix: Optional[str]
     report: str  # teacher | student
+    source: data.DatasetSpec  # the registry rows of the run's datasets, resolved once (a folder target's built once)
+    target: data.DatasetSpec
 
 CHOICES = {  # the other string parameters and their valid values
     'loss_norm': ('mean', 'weight_sum', 'class'), 'student_bn': models.BN_POLICIES, 'teacher_bn': ('ema', 'batch'), 'report': ('auto', 'teacher', 'student'),
     'amp': ('none', 'bf16', 'fp16'), 'optimizer': ('sgd', 'adamw'), 'mocm_mode': ('sample', 'top'),
     'size_mismatch': data.SIZE_MISMATCH, 'metric_loss': tuple(metric.METRIC_LOSSES)}
 
-def defined_on(method:str, target:str) -> bool:
-    "Whether `method` is defined on `target`: a method that learns from the target's labels needs its labelled train split."
-    return not METHODS[method].learns_target_labels or 'train' in data.dataset_spec(target).labelled
+def defined_on(method:str, target) -> bool:
+    "Whether `method` is defined on `target` (a name or its `DatasetSpec`): a method that learns from the target's labels needs its labelled train split."
+    if not METHODS[method].learns_target_labels: return True  # (before any lookup: a plugin's dataset may not be registered yet)
+    return 'train' in (target if isinstance(target, data.DatasetSpec) else data.dataset_spec(target)).labelled
 
 def _choose(name, val, valid):
     if val not in valid: raise ConfigError(f"unknown {name} {val!r}; valid choices: {sorted(valid)}")
@@ -345,10 +348,10 @@ def resolve(cfg:TrainConfig) -> Plan:
     m = METHODS[_choose('method', cfg.method, METHODS)]
     rel = RELIABILITY.check(cfg.reliability) if cfg.reliability != 'auto' and m.adapts else m.reliability
     mix = classmix.MIXERS.check(cfg.mix) if cfg.mix != 'auto' and m.adapts else m.mix
-    for name in (cfg.source, cfg.target): data.dataset_spec(name)
-    if not defined_on(cfg.method, cfg.target):
+    source, target = data.dataset_spec(cfg.source), data.dataset_spec(cfg.target)
+    if not defined_on(cfg.method, target):
         raise ConfigError(f"method={cfg.method!r} learns from {cfg.target}'s labelled train split, and {cfg.target} is labelled "
-                          f"only on {list(data.dataset_spec(cfg.target).labelled)}: it has no oracle (nor has the real dataset)")
+                          f"only on {list(target.labelled)}: it has no oracle (nor has the real dataset)")
     for k, valid in CHOICES.items(): _choose(k, getattr(cfg, k), valid)
     if cfg.iters < 0 or cfg.batch_size < 1: raise ConfigError(f"iters={cfg.iters} and batch_size={cfg.batch_size} must be at least 0 and 1")
     lo_hi = tuple(cfg.target_scale)
@@ -359,10 +362,10 @@ def resolve(cfg:TrainConfig) -> Plan:
                               "blur in [0, 1]; ema_alpha in [0, 1); target_scale (lo, hi) with 0 < lo ≤ hi)")
     if cfg.source_ckpt and not Path(cfg.source_ckpt).is_file(): raise ConfigError(f"source_ckpt {cfg.source_ckpt} does not exist")
     start = cfg.target if m.model == 'target' else cfg.source  # the oracle starts from a model trained on the target's labels
-    if not cfg.source_ckpt and not data.is_rendered(start):
+    if not cfg.source_ckpt and not (target if m.model == 'target' else source).rendered:
         raise ConfigError(f"{start!r} is a real dataset: pass source_ckpt=<path to the model trained on it> "
                           f"(an sfda_nb checkpoint or one of the field's DeepLabV2 checkpoints, see nbs/02a_deeplab)")
-    return Plan(m, rel, mix, m.report if cfg.report == 'auto' else cfg.report)
+    return Plan(m, rel, mix, m.report if cfg.report == 'auto' else cfg.report, source, target)
 
 # %% ../nbs/05_train.ipynb #2e548960
 def bn_affine(model:nn.Module) -> list:
@@ -855,23 +858,23 @@ def source_model(cfg:TrainConfig, plan:Plan, protocol, root, device):
     "The model a run starts from, and its provenance: `source_ckpt`, or one trained once and cached on an embedded dataset."
     data_name = cfg.target if plan.method.model == 'target' else cfg.source  # the oracle trains on the target's labels
     path = Path(cfg.source_ckpt) if cfg.source_ckpt else models.source_checkpoint(  # `resolve` refused a real dataset without one
-        data_name, protocol.name, arch=cfg.arch, target=cfg.target if data.dataset_spec(cfg.target).labelled else None,
+        data_name, protocol.name, arch=cfg.arch, target=cfg.target if plan.target.labelled else None,
         iters=cfg.source_iters, data_root=str(root), device=str(device))
     model, meta = models.load_any(path, num_classes=protocol.num_classes, device=device)
     if model.num_classes != protocol.num_classes:
         raise ConfigError(f"source_ckpt {path} has {model.num_classes} classes but protocol {protocol.name} needs {protocol.num_classes}")
     return model, {'path': str(path), 'sha256': sha256_file(path), **meta}
 
-def open_target(cfg:TrainConfig, env, root, protocol) -> tuple:
+def open_target(cfg:TrainConfig, plan:Plan, env, root, protocol) -> tuple:
     "The target's unlabelled train stream dataset and its scored split; a missing real dataset fails before anything renders."
     def open_both():
         train = data.get_dataset(cfg.target, 'train', root=root, protocol=protocol.name, mode='train', crop=cfg.crop,
                                  scale=tuple(cfg.target_scale), pad=False, size_mismatch=cfg.size_mismatch)  # no black padding to pseudo-label
-        evals = data.get_dataset(cfg.target, data.eval_split(cfg.target), root=root, protocol=protocol.name, mode='eval',
+        evals = data.get_dataset(cfg.target, plan.target.eval_split, root=root, protocol=protocol.name, mode='eval',
                                  size_mismatch=cfg.size_mismatch)
         return train, evals
-    first = None if data.is_rendered(cfg.target) else open_both()
-    if env.is_main and (data.is_rendered(cfg.source) or data.is_rendered(cfg.target)):
+    first = None if plan.target.rendered else open_both()
+    if env.is_main and (plan.source.rendered or plan.target.rendered):
         from sfda_nb import synth; synth.ensure_benchmark(root)
     env.barrier()
     return first or open_both()
@@ -893,7 +896,7 @@ def prepare(cfg:TrainConfig, extra_cbs=(), env=None) -> Run:
     protocol = data.PROTOCOLS[data.default_protocol(cfg.source, cfg.target)]
     out = run_dir(cfg, plan)
     resuming = env.check_out_dir(out, cfg) != 'new'  # before anything slow; nothing is written until the inputs are checked
-    train_ds, eval_ds = open_target(cfg, env, root, protocol)  # before any model is built or trained
+    train_ds, eval_ds = open_target(cfg, plan, env, root, protocol)  # before any model is built or trained
     if env.is_main: print(f"target {cfg.target}: {data.input_size(cfg.target)}")  # a folder is never resized in silence
     student, src_meta = source_model(cfg, plan, protocol, root, env.device)
     if env.is_main: out.mkdir(parents=True, exist_ok=True)
@@ -954,6 +957,6 @@ def run(cfg:TrainConfig, extra_cbs=(), env=None) -> dict:
     if r.source_eval is None: r.source_eval = score(r, r.a.teacher).to_dict()
     if r.plan.method.adapts: fit(r)
     m = summarize(r, time.time() - t0)
-    if not data.dataset_spec(cfg.target).labelled: m['diagnostics'] = predict.run_diagnostics(r)  # no labels: what can be said without
+    if not r.plan.target.labelled: m['diagnostics'] = predict.run_diagnostics(r)  # no labels: what can be said without
     if r.is_main: save_run(r, m)  # under torchrun only rank 0 writes
     return m
