@@ -18,7 +18,7 @@ import matplotlib.patches
 import matplotlib.pyplot as plt
 import ipywidgets as W
 from IPython import get_ipython
-from IPython.display import display
+from IPython.display import display, HTML
 from fastcore.basics import patch
 
 from .core import IGNORE, ConfigError, upsample, load_checkpoint, get_device, default_data_root
@@ -30,10 +30,10 @@ from .train import Callback, TrainConfig
 __all__ = ['IGNORE_RGB', 'OTHER_RGB', 'OUTSIDE_RGB', 'PANELS', 'METRIC_FORMAT', 'WIDTHS', 'CURVES', 'LIVE_PANELS', 'LIVE_TRACES',
            'to_np', 'image_hwc', 'error_overlay', 'ImagePred', 'focus_mask', 'threshold_stats', 'focus_label',
            'label_rgb', 'discard_colour', 'errors_judged', 'explorer_panels', 'legend_entries', 'Predictions',
-           'load_learner', 'read_metrics', 'ReliabilityExplorer', 'run_datasets', 'per_class_iou', 'per_class_iou_bars',
-           'pixel_scores', 'reliability_histograms', 'auroc_table', 'calibration', 'reliability_diagram', 'read_log',
-           'warmup_of', 'eval_series', 'training_curves', 'live_frontend', 'LiveView', 'live_figure', 'step_text',
-           'LogTail', 'finished_metrics']
+           'load_learner', 'read_metrics', 'live_frontend', 'ReliabilityExplorer', 'run_datasets', 'per_class_iou',
+           'per_class_iou_bars', 'pixel_scores', 'reliability_histograms', 'auroc_table', 'calibration',
+           'reliability_diagram', 'read_log', 'warmup_of', 'eval_series', 'training_curves', 'LiveView', 'live_figure',
+           'step_text', 'LogTail', 'finished_metrics']
 
 # %% ../nbs/06_viz.ipynb #b718724f
 def to_np(x) -> np.ndarray:
@@ -385,6 +385,18 @@ def from_run(cls:Predictions, out_dir,  # a run folder written by `train.run`
     p.run_dir, p.metrics = out, metrics
     return p
 
+# %% ../nbs/06_viz.ipynb #5df8d6a6
+_QUIET_ENV = ('PAPERMILL', 'IN_TEST', 'CI', 'SFDA_NO_LIVE')
+
+def _truthy(v): return v is not None and v.strip().lower() not in ('', '0', 'false', 'no')
+
+def live_frontend() -> bool:
+    "Is this code running in a notebook frontend someone watches (JupyterLab, Notebook, VS Code), not papermill/CI/tests?"
+    if any(_truthy(os.environ.get(k)) for k in _QUIET_ENV): return False
+    ip = get_ipython()
+    if ip is None or getattr(ip, 'kernel', None) is None: return False
+    return bool(os.environ.get('JPY_SESSION_NAME')) or '__vsc_ipynb_file__' in getattr(ip, 'user_ns', {})
+
 # %% ../nbs/06_viz.ipynb #39bbfc97
 def _protocol_of(predictions, ds):
     p = getattr(predictions, 'protocol', None) or getattr(ds, 'protocol', None)
@@ -489,7 +501,10 @@ def render(self:ReliabilityExplorer):
     return self.fig
 
 @patch
-def _ipython_display_(self:ReliabilityExplorer): display(self.box)
+def _ipython_display_(self:ReliabilityExplorer):
+    "The controls where someone watches (JupyterLab, VS Code); elsewhere (the docs, papermill) the summary and the figure, which a page can show."
+    if live_frontend(): display(self.box)
+    else: display(HTML(f'<p class="sfda-explorer-summary">{html.escape(self.summary())}</p>')); display(self.fig)
 
 # %% ../nbs/06_viz.ipynb #280af0c1
 def _run_target(out:Path) -> tuple:
@@ -686,18 +701,6 @@ def training_curves(records:list,  # log records: dicts with 'iter' and any of t
         if len(ax.lines) > 1: ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
-
-# %% ../nbs/06_viz.ipynb #5df8d6a6
-_QUIET_ENV = ('PAPERMILL', 'IN_TEST', 'CI', 'SFDA_NO_LIVE')
-
-def _truthy(v): return v is not None and v.strip().lower() not in ('', '0', 'false', 'no')
-
-def live_frontend() -> bool:
-    "Is this code running in a notebook frontend someone watches (JupyterLab, Notebook, VS Code), not papermill/CI/tests?"
-    if any(_truthy(os.environ.get(k)) for k in _QUIET_ENV): return False
-    ip = get_ipython()
-    if ip is None or getattr(ip, 'kernel', None) is None: return False
-    return bool(os.environ.get('JPY_SESSION_NAME')) or '__vsc_ipynb_file__' in getattr(ip, 'user_ns', {})
 
 # %% ../nbs/06_viz.ipynb #ece810f0
 class LiveView(Callback):

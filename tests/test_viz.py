@@ -420,3 +420,15 @@ def test_docs_processing_runs_on_every_notebook():
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-4000:]
     assert 'Found cells containing imports and other code' not in out, out[-4000:]
+
+
+def test_explorer_outside_a_watched_notebook_shows_its_figure_not_a_widget_repr(setup, monkeypatch):
+    "In the docs or papermill (no live frontend) the explorer displays its summary and figure, never `VBox(children=...)`."
+    shown = []
+    monkeypatch.setenv('IN_TEST', '1'); monkeypatch.setattr(viz, 'display', shown.append)
+    ex = viz.ReliabilityExplorer(setup.ds, viz.Predictions(setup.net, setup.net, setup.learner, protocol=PROTO), index=1)
+    shown.clear(); ex._ipython_display_()
+    assert [type(x).__name__ for x in shown] == ['HTML', 'Figure'] and 'discards' in shown[0].data and shown[1] is ex.fig
+    monkeypatch.setattr(viz, 'live_frontend', lambda: True)
+    shown.clear(); ex._ipython_display_()
+    assert shown == [ex.box]
