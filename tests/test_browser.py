@@ -221,6 +221,14 @@ def test_explorer_and_live_view_render_in_jupyterlab(tmp_path):
                 # the live view: a plotly FigureWidget (anywidget) with its traces drawn
                 page.wait_for_selector('.js-plotly-plot .scatterlayer .trace', timeout=60_000)
                 assert page.locator('.js-plotly-plot .scatterlayer .trace').count() >= 6
+                # its layout: it uses the cell's width, and its five panel titles do not run into each other
+                cell_w = page.evaluate("() => document.querySelector('.jp-Cell .jp-OutputArea').getBoundingClientRect().width")
+                fig_w = page.evaluate("() => document.querySelector('.js-plotly-plot').getBoundingClientRect().width")
+                assert fig_w >= 0.9 * cell_w - 40, (fig_w, cell_w)
+                boxes = page.evaluate("() => [...document.querySelector('.js-plotly-plot').querySelectorAll('.annotation-text')]"
+                                      ".map(t => {const r = t.getBoundingClientRect(); return [r.left, r.right]})")
+                boxes = sorted(boxes)
+                assert len(boxes) == 5 and all(a[1] <= b[0] for a, b in zip(boxes, boxes[1:])), boxes
                 # the followed run: a second live figure, filled while the writer process appends, then finished
                 page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot .gtitle')]"
                                        ".some(t => t.textContent.includes('cli_run: student step 80 (finished)'))", timeout=60_000)
