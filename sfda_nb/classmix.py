@@ -11,7 +11,7 @@ from kornia.filters import gaussian_blur2d
 from kornia.enhance import (adjust_brightness_accumulative, adjust_contrast_with_mean_subtraction,
                             adjust_saturation_with_gray_subtraction, adjust_hue)
 
-from .core import IGNORE, Registry, Strategy
+from .core import IGNORE, ConfigError, Registry, Strategy
 
 # %% auto #0
 __all__ = ['MIXERS', 'classmix_mask', 'class_mean_reliability', 'mocm_mask', 'partner', 'mix', 'NoMix', 'ClassMix', 'MOCM',
@@ -137,11 +137,15 @@ class ClassMix(Strategy):
 @MIXERS.register('mocm')
 class MOCM(ClassMix):
     "Metric-based online ClassMix: the pasted classes of A are chosen by their mean metric reliability."
+    MODES = ('sample', 'top')  # how the pasted classes are chosen: sampled by mean reliability, or the most reliable
     def __init__(self, mode:str='sample', gate:float=0.0):
-        if mode not in ('sample', 'top'): raise ValueError(f"MOCM mode={mode!r}: use 'sample' or 'top'")
+        if mode not in self.MODES: raise ConfigError(f"mocm_mode={mode!r} is not one of {self.MODES}")
         self.mode, self.gate = mode, gate
     @classmethod
     def build(cls, cfg, ctx=None): return cls(mode=cfg.mocm_mode, gate=cfg.mocm_gate)
+    @classmethod
+    def check(cls, cfg):
+        if cfg.mocm_mode not in cls.MODES: raise ConfigError(f"mocm_mode={cfg.mocm_mode!r} is not one of {cls.MODES}")
     def mask(self, pseudo, rel, generator):
         if rel is None: raise ValueError("MOCM chooses classes by reliability: pass rel (N×H×W), not None")
         return mocm_mask(pseudo, rel, generator, self.mode, self.gate)

@@ -163,12 +163,17 @@ class Registry(dict):
         if name not in self: raise ConfigError(f"unknown {self.kind} {name!r}; valid choices: {sorted(self)}")
         return name
     def build(self, name:str, cfg, ctx=None): return self[self.check(name)].build(cfg, ctx)
+    def check_params(self, cfg):
+        "Every registered strategy checks its own parameters in `cfg` (a typo in an unused one is refused too)."
+        for cls in self.values(): cls.check(cfg)
 
 class Strategy:
     "One named part of a run: it builds itself from the config and owns its state, optimiser, losses and files."
     name, warmup = None, 0  # `warmup`: update-only iterations it needs before the first student step
     @classmethod
     def build(cls, cfg, ctx=None): return cls()
+    @classmethod
+    def check(cls, cfg): pass  # refuse (a ConfigError naming the parameter) a value of its own parameters, before anything is built
     def state_dict(self) -> dict: return {}
     def load_state_dict(self, sd:dict): pass
     def trainables(self) -> list: return []  # (module, optimiser) pairs it trains; torchrun averages their gradients

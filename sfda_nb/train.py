@@ -192,6 +192,10 @@ class MetricReliability(Reliability):
         learner = metric.MetricLearner(ctx.model.feat_dim, ctx.num_classes, dim=cfg.metric_dim, loss=cfg.metric_loss,
                                        lr=cfg.metric_lr, proxy_lr_mult=cfg.proxy_lr_mult, n_per_class=cfg.n_per_class, tau=cfg.tau)
         return cls(learner.to(ctx.device), cfg.metric_warmup)
+    @classmethod
+    def check(cls, cfg):
+        if cfg.metric_loss not in metric.METRIC_LOSSES:
+            raise ConfigError(f"metric_loss={cfg.metric_loss!r} is not one of {sorted(metric.METRIC_LOSSES)}")
     def update(self, t, gen): return {'metric_loss': self.learner.update(t.feats, t.pseudo, gen)}  # ŷ downsampled to the feature grid
     def __call__(self, t): return self.learner.reliability(t.feats, t.pseudo, t.pseudo.shape[-2:])
     def state_dict(self): return self.learner.state_dict()
@@ -323,8 +327,7 @@ class Plan(NamedTuple):
 
 CHOICES = {  # the other string parameters and their valid values
     'loss_norm': ('mean', 'weight_sum', 'class'), 'student_bn': models.BN_POLICIES, 'teacher_bn': ('ema', 'batch'), 'report': ('auto', 'teacher', 'student'),
-    'amp': ('none', 'bf16', 'fp16'), 'optimizer': ('sgd', 'adamw'), 'mocm_mode': ('sample', 'top'),
-    'size_mismatch': data.SIZE_MISMATCH, 'metric_loss': tuple(metric.METRIC_LOSSES)}
+    'amp': ('none', 'bf16', 'fp16'), 'optimizer': ('sgd', 'adamw'), 'size_mismatch': data.SIZE_MISMATCH}  # the loop's own; a strategy checks its own (`Strategy.check`)
 
 def defined_on(method:str, target) -> bool:
     "Whether `method` is defined on `target` (a name or its `DatasetSpec`): a method that learns from the target's labels needs its labelled train split."
@@ -353,6 +356,7 @@ def resolve(cfg:TrainConfig) -> Plan:
         raise ConfigError(f"method={cfg.method!r} learns from {cfg.target}'s labelled train split, and {cfg.target} is labelled "
                           f"only on {list(target.labelled)}: it has no oracle (nor has the real dataset)")
     for k, valid in CHOICES.items(): _choose(k, getattr(cfg, k), valid)
+    for reg in (RELIABILITY, classmix.MIXERS, OBJECTIVES, LABELS): reg.check_params(cfg)
     if cfg.iters < 0 or cfg.batch_size < 1: raise ConfigError(f"iters={cfg.iters} and batch_size={cfg.batch_size} must be at least 0 and 1")
     lo_hi = tuple(cfg.target_scale)
     bad = [k for k, ok in (('jitter', cfg.jitter >= 0), ('blur', 0 <= cfg.blur <= 1), ('bn_init', cfg.bn_init >= 0), ('ema_alpha', 0 <= cfg.ema_alpha < 1),
