@@ -52,6 +52,9 @@ def test_source_checkpoint_trains_once_under_concurrency(tmp_path, one_thread):
     assert len(paths) == 1
     trained = [o.count('iter 20/20') for o, _ in outs]
     assert sorted(trained) == [0, 1], trained  # exactly one process trained
+    trainer = next(o for o, _ in outs if 'iter 20/20' in o)  # its progress lines come under a heading that says what trains
+    head = trainer.splitlines()[0]
+    assert head.startswith('training the source model once (small on synth_gta5') and 'cached as' in head, head
     ckpts = list((tmp_path/'cache').glob('*.pt'))
     assert [c.name for c in ckpts] == [Path(paths.pop()).name]
 

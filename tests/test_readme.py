@@ -40,3 +40,23 @@ def test_readme_pictures_exist_and_come_from_the_committed_run():
     m = json.loads((ROOT/rec['run']/'metrics.json').read_text())
     assert (m['method'], m['seed'], m['miou']) == (rec['method'], rec['seed'], rec['miou'])
     assert all((ROOT/rec['run']/f).is_file() for f in ('teacher.pt', 'student.pt', 'metric.pt', 'log.jsonl'))
+
+
+def test_own_images_section_says_which_source_model():
+    "The own-images commands run as written: no `<source model>` placeholder; the text says what is used without one."
+    readme = (ROOT/'README.md').read_text()
+    sec = readme.split('## Adapt to your own images')[1].split('\n## ')[0]
+    assert '<source model>' not in sec and 'demo --target folder:my_images' in sec
+    assert 'Without `--source_ckpt`' in sec and 'runs/source_models/' in sec
+
+
+def test_packaging_declares_the_weights_folder(tmp_path):
+    "Building the package warns about nothing it should have declared (sfda_nb.weights, the committed backbone)."
+    r = subprocess.run([sys.executable, '-m', 'pip', 'wheel', str(ROOT), '--no-deps', '--no-build-isolation', '-w', str(tmp_path)],
+                       capture_output=True, text=True, timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert 'absent from the `packages` configuration' not in out, out[-3000:]
+    import zipfile
+    names = zipfile.ZipFile(next(tmp_path.glob('*.whl'))).namelist()
+    assert 'sfda_nb/weights/small_backbone.pt' in names
