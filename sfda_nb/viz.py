@@ -27,13 +27,13 @@ from .data import colorize, palette_of  # one home for label pictures (chapter 0
 from .train import Callback, TrainConfig
 
 # %% auto #0
-__all__ = ['IGNORE_RGB', 'OTHER_RGB', 'OUTSIDE_RGB', 'PANELS', 'METRIC_FORMAT', 'WIDTHS', 'CURVES', 'LIVE_PANELS', 'LIVE_TRACES',
-           'to_np', 'image_hwc', 'error_overlay', 'ImagePred', 'focus_mask', 'threshold_stats', 'focus_label',
-           'label_rgb', 'discard_colour', 'errors_judged', 'explorer_panels', 'legend_entries', 'Predictions',
-           'load_learner', 'read_metrics', 'live_frontend', 'ReliabilityExplorer', 'run_datasets', 'per_class_iou',
-           'per_class_iou_bars', 'pixel_scores', 'reliability_histograms', 'auroc_table', 'calibration',
-           'reliability_diagram', 'read_log', 'warmup_of', 'eval_series', 'training_curves', 'LiveView', 'live_figure',
-           'step_text', 'LogTail', 'finished_metrics']
+__all__ = ['IGNORE_RGB', 'OTHER_RGB', 'OUTSIDE_RGB', 'PANELS', 'METRIC_FORMAT', 'WIDTHS', 'NEAR_ONE', 'CURVES', 'LIVE_PANELS',
+           'LIVE_TRACES', 'to_np', 'image_hwc', 'error_overlay', 'ImagePred', 'focus_mask', 'threshold_stats',
+           'focus_label', 'label_rgb', 'discard_colour', 'errors_judged', 'explorer_panels', 'legend_entries',
+           'Predictions', 'load_learner', 'read_metrics', 'live_frontend', 'ReliabilityExplorer', 'run_datasets',
+           'per_class_iou', 'per_class_iou_bars', 'pixel_scores', 'reliability_histograms', 'auroc_table',
+           'calibration', 'reliability_diagram', 'read_log', 'warmup_of', 'eval_series', 'training_curves', 'LiveView',
+           'live_figure', 'step_text', 'LogTail', 'finished_metrics']
 
 # %% ../nbs/06_viz.ipynb #b718724f
 def to_np(x) -> np.ndarray:
@@ -430,6 +430,7 @@ class ReliabilityExplorer:
 
 # %% ../nbs/06_viz.ipynb #9a8da93a
 WIDTHS = (('auto', 0), ('640 px', 640), ('960 px', 960), ('1300 px', 1300), ('1800 px', 1800), ('2400 px', 2400))
+NEAR_ONE = (0.9, 0.95, 0.968, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999)  # the fine control: where the field's thresholds live
 
 @patch
 def _build(self:ReliabilityExplorer, threshold, index):
@@ -442,13 +443,16 @@ def _build(self:ReliabilityExplorer, threshold, index):
                             value=-1, description='focus class', style=style)
     self.threshold = W.FloatSlider(value=threshold, min=0.0, max=1.0, step=0.0001, readout_format='.4f',  # type 0.9999 in the readout; no value above 1
                                    description='confidence threshold', continuous_update=False, style=style)
+    self.near_one = W.SelectionSlider(options=NEAR_ONE, value=min(NEAR_ONE, key=lambda v: abs(v - threshold)), description='near 1',
+                                      continuous_update=False, style=style)  # log-spaced steps: a drag of the linear slider moves ~0.5
+    self.near_one.observe(lambda c: setattr(self.threshold, 'value', c['new']), names='value')
     self.zoom = W.Dropdown(options=[('all nine', '')] + [(n, n) for n in PANELS], description='panel', style=style)
     self.width = W.Dropdown(options=WIDTHS, description='width', style=style)  # auto: 1300 px, one panel at the image's size
     self.info, self.out = W.HTML(), W.Output()
     self._quiet = False  # set while one change moves several controls: render once, at the end
     self.split.observe(self._split_changed, names='value')
     for w in (self.index, self.focus, self.threshold, self.zoom, self.width): w.observe(self._changed, names='value')
-    self.box = W.VBox([W.HBox([self.split, self.index]), W.HBox([self.focus, self.threshold]), W.HBox([self.zoom, self.width]),
+    self.box = W.VBox([W.HBox([self.split, self.index]), W.HBox([self.focus, self.threshold, self.near_one]), W.HBox([self.zoom, self.width]),
                        self.info, self.out])
 
 @patch
