@@ -177,6 +177,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'sfda_nb.data.default_protocol': ('data.html#default_protocol', 'sfda_nb/data.py'),
                               'sfda_nb.data.eval_loader': ('data.html#eval_loader', 'sfda_nb/data.py'),
                               'sfda_nb.data.eval_split': ('data.html#eval_split', 'sfda_nb/data.py'),
+                              'sfda_nb.data.folder_fingerprint': ('data.html#folder_fingerprint', 'sfda_nb/data.py'),
                               'sfda_nb.data.folder_size': ('data.html#folder_size', 'sfda_nb/data.py'),
                               'sfda_nb.data.folder_spec': ('data.html#folder_spec', 'sfda_nb/data.py'),
                               'sfda_nb.data.get_dataset': ('data.html#get_dataset', 'sfda_nb/data.py'),

@@ -30,7 +30,7 @@ __all__ = ['CLASS_NAMES19', 'PALETTE19', 'ID2TRAIN', 'CS_ID_KNOWN', 'PROTOCOLS',
            'DatasetSpec', 'register_dataset', 'dataset_spec', 'eval_split', 'is_rendered', 'real_name', 'city_of',
            'default_protocol', 'get_dataset', 'collate', 'batch_to', 'BatchStream', 'eval_loader', 'FolderWarning',
            'read_palette_label', 'scan_folder', 'FolderDataset', 'folder_size', 'parse_folder', 'folder_spec',
-           'input_size', 'dataset_slug']
+           'folder_fingerprint', 'input_size', 'dataset_slug']
 
 # %% ../nbs/01_data.ipynb #b24ead96
 _TRAIN_ROWS = sorted((l for l in cs_labels.labels if 0 <= l.trainId < IGNORE), key=lambda l: l.trainId)
@@ -838,6 +838,14 @@ def folder_spec(name:str) -> DatasetSpec:
                        'cs19', ('train', 'val', 'all') if o['labels'] else (), 'val')
     _check_spec(name, spec)
     return spec
+
+def folder_fingerprint(name:str) -> Optional[str]:
+    "A folder target's content as a short hash of its images' paths, sizes and modification times (None for a registry name): a changed folder is another run."
+    if not name.startswith(FOLDER): return None
+    import hashlib, json
+    folder, _ = parse_folder(name)
+    ims = scan_folder(folder) if folder.is_dir() else ()
+    return hashlib.sha256(json.dumps([(p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in ims]).encode()).hexdigest()[:16]
 
 def input_size(name:str) -> str:
     "One sentence: the size a dataset's images are used at (a folder target: `folder_size`'s; a registry row: its standard resize)."

@@ -789,6 +789,7 @@ def identity(cfg:TrainConfig) -> dict:
     d = {k: v for k, v in config_dict(cfg).items() if k not in RESUME_FREE}
     if cfg.source_ckpt and Path(cfg.source_ckpt).is_file(): d['source_ckpt'] = 'sha256:' + sha256_file(cfg.source_ckpt)
     if (v := render_version(cfg)) is not None: d['render_version'] = v
+    if (f := data.folder_fingerprint(cfg.target)) is not None: d['target_images'] = f  # a folder whose images changed is another run
     return d
 
 def render_version(cfg:TrainConfig) -> Optional[int]:
@@ -803,7 +804,8 @@ def stored_identity(rec:dict) -> dict:
     if d.get('source_ckpt'):  # compared by content; a record without its sha256 (a resumable state) leaves it out
         if sha: d['source_ckpt'] = 'sha256:' + sha
         else: d.pop('source_ckpt')
-    if rec.get('render_version') is not None: d['render_version'] = rec['render_version']
+    for k in ('render_version', 'target_images'):
+        if rec.get(k) is not None: d[k] = rec[k]
     return d
 
 def differences(old:dict, new:dict) -> list:
@@ -821,7 +823,7 @@ def run_dir(cfg:TrainConfig, plan:Plan) -> Path:
     if cfg.out_dir: return Path(cfg.out_dir)
     setting = f'{data.dataset_slug(cfg.source)}-{data.dataset_slug(cfg.target)}'  # a folder target gets a folder-safe name
     new, default = identity(cfg), identity(dataclasses.replace(TrainConfig(), **{k: getattr(cfg, k) for k in IN_NAME}))
-    changed = {k: v for k, v in new.items() if v != default.get(k)}
+    changed = {k: v for k, v in new.items() if v != default.get(k) or k == 'target_images'}  # a folder's content is never a default
     tag = '-' + hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8] if changed else ''
     return default_runs_root()/setting/f'{cfg.method}-{plan.reliability or "x"}-{plan.mix or "x"}-s{cfg.seed}{tag}'
 
@@ -932,7 +934,7 @@ def summarize(run, seconds:float) -> dict:
     headline = res[plan.report]['last'] if res[plan.report] else run.source_eval['miou']
     return {'miou': headline, 'report': plan.report if res[plan.report] else start, **res,
             'source_only': run.source_eval if start == 'source' else None, **({'oracle': run.source_eval} if start == 'oracle' else {}),
-            'source_ckpt': run.source_info, 'protocol': run.protocol.name, 'render_version': render_version(cfg), 'target_size': data.input_size(cfg.target),
+            'source_ckpt': run.source_info, 'protocol': run.protocol.name, 'render_version': render_version(cfg), 'target_size': data.input_size(cfg.target), 'target_images': data.folder_fingerprint(cfg.target),
             'class_names': list(run.protocol.class_names), 'method': cfg.method, 'reliability': plan.reliability,
             'mix': plan.mix, 'seed': cfg.seed, 'out_dir': str(run.out_dir), 'config': config_dict(cfg), 'versions': models.versions(),
             'history': [{k: v for k, v in e.items() if k != '_logged'} for e in run.evals], 'seconds': seconds}

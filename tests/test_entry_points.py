@@ -139,3 +139,24 @@ def test_corrupt_image_message_in_predict(tmp_path, targets):
                         '--out', str(tmp_path/'pred')], capture_output=True, text=True, env=_env(tmp_path/'runs'), cwd=ROOT, timeout=300)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and '9.png' in r.stderr, r.stderr
     assert 'trained' not in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_a_changed_folder_is_another_run(targets, tmp_path):
+    "§1: a folder target whose images changed is never shown the old result: the default folder follows its content."
+    import shutil
+    src_dir = Path(targets['unlabelled_folder']['target'].split(',')[0][len('folder:'):])
+    imgs = tmp_path/'imgs'; shutil.copytree(src_dir, imgs)
+    params = dict(targets['unlabelled_folder'], target=f"folder:{imgs},size=64x32")
+    def demo():
+        args = [sys.executable, '-m', 'sfda_nb.cli', 'demo', '--baseline', 'none']
+        for k, v in params.items(): args += [f'--{k}', str(v)]
+        r = subprocess.run(args, capture_output=True, text=True, env=_env(tmp_path/'runs'), cwd=ROOT, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r.stdout
+    first = demo()
+    assert 'finished with the same parameters' in demo()  # unchanged: shown again
+    Image.fromarray(np.full((32, 64, 3), 7, np.uint8)).save(imgs/'new.png')
+    again = demo()
+    assert 'finished with the same parameters' not in again
+    folder = lambda out: next(l.split()[2] for l in out.splitlines() if l.strip().startswith('run folder'))
+    assert folder(again) != folder(first)
