@@ -94,6 +94,7 @@ def _worker(out, src):
                 'learner': {k: v for k, v in r.a.reliability.learner.state_dict().items() if isinstance(v, torch.Tensor)},
                 'teacher_step': int(r.a.teacher.step), 'rel_loss_differs': other[0] != other[1]},
                Path(out)/f'rank{rank}.pt')
+    dist.barrier(); dist.destroy_process_group()  # both ranks leave together (gloo's threads can abort a rank exiting alone)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')

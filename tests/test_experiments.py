@@ -105,7 +105,8 @@ def test_interrupted_run_is_resumed(first, shared, tmp_path):
 def test_timeout_stops_the_run_and_its_kernel_then_a_rerun_finishes(first, shared, tmp_path, monkeypatch):
     mark = uuid.uuid4().hex
     monkeypatch.setenv('SFDA_TEST_MARK', mark)  # inherited by papermill and its kernel: finds them and nothing else
-    run = tiny(shared, ['source_only'])[0]
+    run = tiny(shared, ['mt_all'])[0]
+    run = ex.RunSpec(run.id, {**run.params, 'iters': 1500})  # long enough to outlast the timeout (a source-only run may not)
     t0 = time.time()
     res = ex.sweep([run], 'sw', root=tmp_path, timeout=8, progress=False)
     assert time.time() - t0 < 60
