@@ -839,7 +839,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'sfda_nb.viz.eval_series': ('viz.html#eval_series', 'sfda_nb/viz.py'),
                              'sfda_nb.viz.explorer_panels': ('viz.html#explorer_panels', 'sfda_nb/viz.py'),
                              'sfda_nb.viz.finished_metrics': ('viz.html#finished_metrics', 'sfda_nb/viz.py'),
-                             'sfda_nb.viz.focus_label': ('viz.html#focus_label', 'sfda_nb/viz.py'),
                              'sfda_nb.viz.focus_mask': ('viz.html#focus_mask', 'sfda_nb/viz.py'),
                              'sfda_nb.viz.image_hwc': ('viz.html#image_hwc', 'sfda_nb/viz.py'),
                              'sfda_nb.viz.label_rgb': ('viz.html#label_rgb', 'sfda_nb/viz.py'),

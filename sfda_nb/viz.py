@@ -29,11 +29,11 @@ from .train import Callback, TrainConfig
 # %% auto #0
 __all__ = ['IGNORE_RGB', 'OTHER_RGB', 'OUTSIDE_RGB', 'PANELS', 'METRIC_FORMAT', 'WIDTHS', 'NEAR_ONE', 'CURVES', 'LIVE_PANELS',
            'LIVE_TRACES', 'to_np', 'image_hwc', 'error_overlay', 'ImagePred', 'focus_mask', 'threshold_stats',
-           'focus_label', 'label_rgb', 'discard_colour', 'errors_judged', 'explorer_panels', 'legend_entries',
-           'Predictions', 'load_learner', 'read_metrics', 'live_frontend', 'ReliabilityExplorer', 'run_datasets',
-           'per_class_iou', 'per_class_iou_bars', 'pixel_scores', 'reliability_histograms', 'auroc_table',
-           'calibration', 'reliability_diagram', 'read_log', 'warmup_of', 'eval_series', 'training_curves', 'LiveView',
-           'live_figure', 'step_text', 'LogTail', 'finished_metrics']
+           'label_rgb', 'discard_colour', 'errors_judged', 'explorer_panels', 'legend_entries', 'Predictions',
+           'load_learner', 'read_metrics', 'live_frontend', 'ReliabilityExplorer', 'run_datasets', 'per_class_iou',
+           'per_class_iou_bars', 'pixel_scores', 'reliability_histograms', 'auroc_table', 'calibration',
+           'reliability_diagram', 'read_log', 'warmup_of', 'eval_series', 'training_curves', 'LiveView', 'live_figure',
+           'step_text', 'LogTail', 'finished_metrics']
 
 # %% ../nbs/06_viz.ipynb #b718724f
 def to_np(x) -> np.ndarray:
@@ -126,11 +126,6 @@ def threshold_stats(p:ImagePred,  # one image's outputs
     return s
 
 # %% ../nbs/06_viz.ipynb #dbbd61ef
-def focus_label(label, cls:Optional[int]) -> np.ndarray:
-    "A label map with every class but `cls` set to ignore (unchanged when `cls` is None)."
-    label = to_np(label)
-    return label if cls is None else np.where(label == cls, label, IGNORE)
-
 def _subplots(*args, **kw):
     "`plt.subplots`, detached from pyplot at once: the figure is returned, never shown twice nor left open on an error."
     fig, axs = plt.subplots(*args, **kw)
