@@ -23,6 +23,7 @@ G3 = {**GT, 'iters': 300}
 S3 = {**G3, 'optimizer': 'sgd', 'lr': 1e-2, 'weight_decay': 5e-4}
 H3 = {**S3, 'head_lr_mult': 10.0}
 DEF = {**H3, 'iters': 400, 'ema_alpha': 0.98, 'bn_init': 20, 'eval_every': 40}  # the TrainConfig defaults chosen here
+FIX = {**DEF, 'ema_alpha': 0.99999, 'ema_ramp': False, 'report': 'student'}  # the teacher all but never moves; the student is reported
 ROWS = {  # name -> TrainConfig overrides (method included)
     # 1. the loop fed ground truth: the source recipe's settings one at a time, then together
     'lo_old': {'method': 'loop_oracle'},
@@ -88,6 +89,11 @@ ROWS = {  # name -> TrainConfig overrides (method included)
     # 5. a first phase on pseudo-labels fixed from the starting model: the teacher all but never moves (EMA 0.99999, no ramp: 0.4 % of the student in 400 steps)
     'st_def_fixed': {'method': 'mt_threshold', 'mix': 'none', **DEF, 'ema_alpha': 0.99999, 'ema_ramp': False, 'report': 'student'},
     'gf_def_fixed': {'method': 'gt_filtered', **DEF, 'ema_alpha': 0.99999, 'ema_ramp': False, 'report': 'student'},
+    # 10. a teacher that does not move (FIX), and what pseudo-label selection and weighting do in it (plain self-training)
+    'st_fix_cb': {'method': 'mt_threshold', 'mix': 'none', 'reliability': 'class_balanced', **FIX},
+    'st_fix_cls': {'method': 'mt_threshold', 'mix': 'none', **FIX, 'loss_norm': 'class'},
+    'all_fix_nomix': {'method': 'mt_all', 'mix': 'none', **FIX},
+    'st_fix_t09': {'method': 'mt_threshold', 'mix': 'none', **FIX, 'threshold': 0.9},
     'st_def_lr1e-3': {'method': 'mt_threshold', 'mix': 'none', **DEF, 'lr': 1e-3},  # the chosen loop at the old learning rate
 }
 

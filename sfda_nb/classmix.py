@@ -11,7 +11,7 @@ from kornia.filters import gaussian_blur2d
 from kornia.enhance import (adjust_brightness_accumulative, adjust_contrast_with_mean_subtraction,
                             adjust_saturation_with_gray_subtraction, adjust_hue)
 
-from .core import IGNORE, ConfigError, Registry, Strategy
+from .core import IGNORE, ConfigError, Registry, Strategy, Param
 
 # %% auto #0
 __all__ = ['MIXERS', 'classmix_mask', 'class_mean_reliability', 'mocm_mask', 'partner', 'mix', 'NoMix', 'ClassMix', 'MOCM',
@@ -138,14 +138,13 @@ class ClassMix(Strategy):
 class MOCM(ClassMix):
     "Metric-based online ClassMix: the pasted classes of A are chosen by their mean metric reliability."
     MODES = ('sample', 'top')  # how the pasted classes are chosen: sampled by mean reliability, or the most reliable
+    params = (Param('mocm_mode', str, 'sample', 'MOCM class choice: sample (prob ~ mean reliability) | top', choices=MODES),
+              Param('mocm_gate', float, 0.0, 'MOCM keeps only pasted pixels whose reliability reaches this gate', bounds=(0.0, 1.0)))
     def __init__(self, mode:str='sample', gate:float=0.0):
         if mode not in self.MODES: raise ConfigError(f"mocm_mode={mode!r} is not one of {self.MODES}")
         self.mode, self.gate = mode, gate
     @classmethod
     def build(cls, cfg, ctx=None): return cls(mode=cfg.mocm_mode, gate=cfg.mocm_gate)
-    @classmethod
-    def check(cls, cfg):
-        if cfg.mocm_mode not in cls.MODES: raise ConfigError(f"mocm_mode={cfg.mocm_mode!r} is not one of {cls.MODES}")
     def mask(self, pseudo, rel, generator):
         if rel is None: raise ValueError("MOCM chooses classes by reliability: pass rel (N×H×W), not None")
         return mocm_mask(pseudo, rel, generator, self.mode, self.gate)

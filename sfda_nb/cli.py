@@ -19,7 +19,7 @@ __all__ = ['EXPECTED', 'COMMANDS', 'config_parser', 'parse_config', 'stored_orac
 def config_parser(prog='demo') -> argparse.ArgumentParser:
     "An argparse parser with one `--name` option per `TrainConfig` field, its comment as help."
     p = argparse.ArgumentParser(prog=f'sfda_nb {prog}', description='Adapt a source model to a target domain (05_train).')
-    for f in train.config_fields():
+    for f in train.parameter_fields():  # the loop's and every registered strategy's (a plugin's too, once loaded)
         alias = [f'--{f.name.replace("_", "-")}'] if '_' in f.name else []  # --batch-size as predict spells it, or --batch_size
         p.add_argument(f'--{f.name}', *alias, dest=f.name, default=None, metavar=f.type.upper(), help=f'{f.comment} (default {f.default})'.replace('%', '%%'))  # argparse formats help with %
     p.add_argument('--debug', action='store_true', help='show the full traceback of an error')
@@ -28,6 +28,8 @@ def config_parser(prog='demo') -> argparse.ArgumentParser:
 
 def parse_config(argv) -> train.TrainConfig:
     "A `TrainConfig` from command-line options (`frozen_config` reads each value's text by its field's type)."
+    pre = argparse.ArgumentParser(add_help=False); pre.add_argument('--plugins', default='')
+    train.load_plugins(pre.parse_known_args(argv)[0].plugins)  # their strategies' parameters become options
     ns = vars(config_parser().parse_args(argv)); ns.pop('debug'); ns.pop('baseline')
     return frozen_config(train.TrainConfig, {k: v for k, v in ns.items() if v is not None})  # text read by field type
 

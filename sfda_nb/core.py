@@ -14,11 +14,12 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['IGNORE', 'UnsafeCheckpointError', 'CHECKPOINT_FORMATS', 'SegOutput', 'upsample', 'project_root', 'default_data_root',
-           'default_runs_root', 'seed_everything', 'cpu_threads', 'get_device', 'parse_value', 'parse_kv', 'Expected',
-           'ConfigError', 'DataError', 'DatasetMissing', 'UnreadableFile', 'frozen_config', 'config_dict', 'Registry',
-           'Strategy', 'check_param_groups', 'sha256_file', 'atomic_path', 'write_text_atomic', 'save_checkpoint',
-           'CheckpointError', 'load_checkpoint', 'checkpoint_diagnosis']
+__all__ = ['IGNORE', 'REGISTRIES', 'UnsafeCheckpointError', 'CHECKPOINT_FORMATS', 'SegOutput', 'upsample', 'project_root',
+           'default_data_root', 'default_runs_root', 'seed_everything', 'cpu_threads', 'get_device', 'parse_value',
+           'parse_kv', 'Expected', 'ConfigError', 'DataError', 'DatasetMissing', 'UnreadableFile', 'frozen_config',
+           'config_dict', 'Param', 'Registry', 'Strategy', 'strategy_params', 'check_param_groups', 'sha256_file',
+           'atomic_path', 'write_text_atomic', 'save_checkpoint', 'CheckpointError', 'load_checkpoint',
+           'checkpoint_diagnosis']
 
 # %% ../nbs/00_core.ipynb #02341021
 IGNORE = 255  # the ignore label of every label map in sfda_nb
@@ -137,26 +138,55 @@ def _check_type(name, val, tp):
     return val
 
 def frozen_config(cls, params:dict, **overrides):
-    "Build the frozen dataclass `cls` from `params`, refusing unknown names and wrong types; text for a field that is not text is read by `parse_value` (the CLI's '32,32', papermill's -p)."
+    """Build the frozen dataclass `cls` from `params`, refusing unknown names and wrong types; text for a field that is not
+    text is read by `parse_value` (the CLI's '32,32', papermill's -p). A class whose names depend on the values (`TrainConfig`:
+    its plugins' strategies add parameters) lists them with `field_types(params)`."""
     params = {**params, **overrides}
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(params) - set(fields))
-    if unknown: raise ConfigError(f"unknown parameter(s) {unknown}; valid ones are {sorted(fields)}")
-    hints = typing.get_type_hints(cls)
-    vals = {k: _check_type(k, parse_value(v) if isinstance(v, str) and hints[k] is not str else v, hints[k]) for k, v in params.items()}
+    hints = cls.field_types(params) if hasattr(cls, 'field_types') else typing.get_type_hints(cls)
+    unknown = sorted(set(params) - set(hints))
+    if unknown: raise ConfigError(f"unknown parameter(s) {unknown}; valid ones are {sorted(hints)}")
+    vals = {k: _check_type(k, parse_value(v) if isinstance(v, str) and hints[k] is not str else v, hints[k])
+            for k, v in params.items()}
     return cls(**vals)
 
 def config_dict(cfg) -> dict:
-    "A JSON-ready dict of a config dataclass."
-    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    "A JSON-ready dict of a config dataclass; a config's `params` (its strategies' own parameters) are listed beside its fields."
+    d = dataclasses.asdict(cfg)
+    d.update(d.pop('params', None) or {})
+    return json.loads(json.dumps(d, default=str))
 
 # %% ../nbs/00_core.ipynb #04b7c2d0
+class Param(NamedTuple):
+    "A parameter a strategy declares: the config name it is read by, its type, default, one-line comment and valid values."
+    name: str
+    type: type  # float | int | str | bool
+    default: object
+    comment: str
+    choices: tuple = ()  # the valid values; empty: any value of the type
+    bounds: tuple = (None, None)  # (lo, hi), both included; None: open on that side
+    def check(self, value):
+        "Refuse, with a `ConfigError` naming the parameter, a value outside its choices or bounds."
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"{self.name}={value!r} is not one of {list(self.choices)}")
+        lo, hi = self.bounds
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ConfigError(f"{self.name}={value!r} is out of range: it should be in [{'-inf' if lo is None else lo}, "
+                              f"{'inf' if hi is None else hi}]")
+
+REGISTRIES = []  # every `Registry`, in the order made: the strategies whose parameters a config carries
+
 class Registry(dict):
     "Strategies of one kind by name; `@REG.register('name')` adds a class, `REG.build(name, cfg, ctx)` makes one."
-    def __init__(self, kind:str): super().__init__(); self.kind = kind
+    def __init__(self, kind:str): super().__init__(); self.kind = kind; REGISTRIES.append(self)
     def register(self, name:str):
-        "A class decorator that files the class under `name` (and sets its `.name`)."
-        def add(cls): cls.name = name; self[name] = cls; return cls
+        "A class decorator that files the class under `name` (and sets its `.name`); its `params` join the config's."
+        def add(cls):
+            known = strategy_params()
+            for p in cls.params:
+                if p.name in known and known[p.name][0] != p:
+                    raise ValueError(f"{self.kind} {name!r} declares parameter {p.name!r}, which {known[p.name][1]} declares "
+                                     f"differently; choose another name")
+            cls.name = name; self[name] = cls; return cls
         return add
     def check(self, name:str) -> str:
         "`name`, if registered; else a `ConfigError` that lists the valid names."
@@ -164,20 +194,31 @@ class Registry(dict):
         return name
     def build(self, name:str, cfg, ctx=None): return self[self.check(name)].build(cfg, ctx)
     def check_params(self, cfg):
-        "Every registered strategy checks its own parameters in `cfg` (a typo in an unused one is refused too)."
+        "Every registered strategy checks its own parameters in `cfg` (a bad value of an unused one is refused too)."
         for cls in self.values(): cls.check(cfg)
 
 class Strategy:
-    "One named part of a run: it builds itself from the config and owns its state, optimiser, losses and files."
+    "One named part of a run: it builds itself from the config and owns its parameters, state, optimiser, losses and files."
     name, warmup = None, 0  # `warmup`: update-only iterations it needs before the first student step
+    params = ()  # the `Param`s it reads from the config (`cfg.<name>`); the parameters cell, the CLI and sweeps list them
     @classmethod
     def build(cls, cfg, ctx=None): return cls()
     @classmethod
-    def check(cls, cfg): pass  # refuse (a ConfigError naming the parameter) a value of its own parameters, before anything is built
+    def check(cls, cfg):
+        "Refuse (a ConfigError naming the parameter) a value of its own parameters, before anything is built."
+        for p in cls.params: p.check(getattr(cfg, p.name))
     def state_dict(self) -> dict: return {}
     def load_state_dict(self, sd:dict): pass
     def trainables(self) -> list: return []  # (module, optimiser) pairs it trains; torchrun averages their gradients
     def save(self, out_dir): pass  # files a finished run keeps
+
+def strategy_params() -> dict:
+    "name -> (`Param`, 'kind name') of every parameter a registered strategy declares, in registration order."
+    out = {}
+    for reg in REGISTRIES:
+        for n, cls in reg.items():
+            for p in cls.params: out.setdefault(p.name, (p, f"{reg.kind} {n!r}"))
+    return out
 
 # %% ../nbs/00_core.ipynb #cd9add70
 def check_param_groups(module:torch.nn.Module,  # the model whose trainable parameters must all be covered

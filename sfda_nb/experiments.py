@@ -15,17 +15,17 @@ import pandas as pd
 import psutil
 import yaml
 
-from .core import project_root, default_runs_root, frozen_config, config_dict, parse_kv, ConfigError, write_text_atomic
+from .core import project_root, default_runs_root, frozen_config, config_dict, parse_kv, parse_value, ConfigError, write_text_atomic
 
 # %% auto #0
 __all__ = ['TRAIN_NOTEBOOK', 'EXEC_KEYS', 'RELIABILITIES', 'MIXES', 'NTHU_TARGETS', 'PUBLISHED', 'ABLATION_BASE', 'KERNEL_NAME',
            'GROUP', 'GAP_CLOSED', 'EMBEDDED', 'method_order', 'ablation_pairs', 'setting_rank', 'RunSpec', 'identity',
            'run_id', 'unique_runs', 'grid', 'kernel_spec', 'expected_config', 'config_matches', 'changed_inputs',
-           'run_state', 'notebook_error', 'error_summary', 'Sweep', 'sweep', 'config_id', 'run_record', 'collect',
-           'summarize', 'pm', 'fmt_table', 'gap_closed', 'benchmark_table', 'nthu_table', 'ablation_table',
-           'detail_table', 'tables', 'to_markdown', 'curves', 'curve_summary', 'export', 'plot_bars', 'plot_curves',
-           'compare_sweeps', 'embedded_pairs', 'ablation_runs', 'embedded_runs', 'check_runs', 'load_config', 'parser',
-           'runs_from_args', 'main', 'config_files', 'show_results']
+           'run_state', 'notebook_error', 'error_summary', 'Sweep', 'sweep', 'changed_params', 'config_id',
+           'run_record', 'collect', 'summarize', 'pm', 'fmt_table', 'labels', 'gap_closed', 'benchmark_table',
+           'nthu_table', 'ablation_table', 'detail_table', 'tables', 'to_markdown', 'curves', 'curve_summary', 'export',
+           'plot_bars', 'plot_curves', 'compare_sweeps', 'embedded_pairs', 'ablation_runs', 'embedded_runs',
+           'check_runs', 'load_config', 'parser', 'runs_from_args', 'main', 'config_files', 'show_results']
 
 # %% ../nbs/07_experiments.ipynb #02cfd511
 TRAIN_NOTEBOOK = 'nbs/05_train.ipynb'  # the experiment, relative to the project root
@@ -73,11 +73,12 @@ def identity(cfg:dict) -> dict:
     "The part of a configuration that determines the result (everything but `EXEC_KEYS`), in JSON types."
     return {k: v for k, v in _jsonable(dict(cfg)).items() if k not in EXEC_KEYS}
 
-def run_id(params:dict) -> str:
-    "A readable, stable id: `<source>-<target>__<method>[__rel-<r>][__mix-<m>]__s<seed>`."
+def run_id(params:dict, varied=()) -> str:
+    "A readable, stable id: `<source>-<target>__<method>[__rel-<r>][__mix-<m>][__<name>-<value> per varied parameter]__s<seed>`."
     from sfda_nb.data import dataset_slug  # a folder target (folder:<path>) gets a folder-safe name
     parts = [f"{dataset_slug(str(params.get('source', 'x')))}-{dataset_slug(str(params.get('target', 'x')))}", str(params.get('method', 'stvm'))]
     parts += [f'{short}-{params[k]}' for k, short in (('reliability', 'rel'), ('mix', 'mix')) if params.get(k, 'auto') != 'auto']
+    parts += [f"{k}-{re.sub(r'[^A-Za-z0-9_.+=-]+', '_', str(params[k])).strip('_')}" for k in varied]  # [32, 32] -> 32_32
     rid = '__'.join(parts + [f"s{params.get('seed', 0)}"])
     if not re.fullmatch(r'[A-Za-z0-9_.+=-]+', rid): raise ConfigError(f"run id {rid!r} has characters unfit for a folder name")
     return rid
@@ -100,17 +101,19 @@ def grid(sources,  # source domain(s)
          reliability=('auto',),  # reliability override(s) (ablation)
          mix=('auto',),  # mix override(s) (ablation)
          seeds=(0,),  # seed(s)
+         vary:Optional[dict]=None,  # parameter name -> values, each one more axis (a strategy's own parameter, a loop setting)
          **fixed) -> list:  # parameters shared by every run
-    "Every (source, target, method, reliability, mix, seed) combination as a `RunSpec` (a method undefined on a target is left out)."
+    "Every (source, target, method, reliability, mix, varied values, seed) combination as a `RunSpec` (a method undefined on a target is left out)."
     from sfda_nb import train
-    clash = sorted(set(fixed) & {'source', 'target', 'method', 'reliability', 'mix', 'seed'})
-    if clash: raise ConfigError(f"{clash} are grid axes; pass them as grid arguments, not as fixed parameters")
+    vary = {k: _as_list(v) for k, v in (vary or {}).items()}
+    clash = sorted((set(fixed) | set(vary)) & {'source', 'target', 'method', 'reliability', 'mix', 'seed'}) + sorted(set(fixed) & set(vary))
+    if clash: raise ConfigError(f"{clash} are grid axes (or both fixed and varied); pass each once, the axes as grid arguments")
     runs = []
-    for s, t, m, r, x, seed in itertools.product(*map(_as_list, (sources, targets, methods, reliability, mix, seeds))):
+    for s, t, m, r, x, seed, *vals in itertools.product(*map(_as_list, (sources, targets, methods, reliability, mix, seeds)), *vary.values()):
         if s == t or (m == 'source_only' and (r, x) != ('auto', 'auto')): continue
         if m in train.METHODS and not train.defined_on(m, t): continue  # no oracle on a target without labelled train split
-        p = _jsonable(dict(source=s, target=t, method=m, reliability=r, mix=x, seed=int(seed), **fixed))
-        runs.append(RunSpec(run_id(p), p))
+        p = _jsonable(dict(source=s, target=t, method=m, reliability=r, mix=x, seed=int(seed), **fixed, **dict(zip(vary, vals))))
+        runs.append(RunSpec(run_id(p, tuple(vary)), p))
     return unique_runs(runs)
 
 # %% ../nbs/07_experiments.ipynb #c7270020
@@ -342,18 +345,20 @@ def _run_name(path:Path) -> tuple[str, str]:
     d = path.parent.parent if path.parent.name == 'out' else path.parent
     return d.name, d.parent.name
 
-@functools.cache
 def _train_defaults() -> dict:
-    "`TrainConfig`'s defaults as `identity` writes them (read once; callers must not change the dict)."
+    "`TrainConfig`'s defaults, every registered strategy's parameters included (a plugin's once loaded), as `identity` writes them."
     try: from sfda_nb.train import TrainConfig
     except ImportError: return {}
-    return identity({f.name: f.default for f in dataclasses.fields(TrainConfig)})
+    return identity(config_dict(TrainConfig()))
+
+def changed_params(cfg:dict) -> dict:
+    "The parameters of a recorded config that differ from the defaults, seed aside (a parameter absent there, as in runs recorded before it existed, does not count)."
+    d = _train_defaults()
+    return {k: v for k, v in sorted(identity(cfg).items()) if k != 'seed' and not (k in d and d[k] == v)}
 
 def config_id(cfg:dict) -> str:
-    "8 hex digits naming what a run computed, seed aside; a parameter at `TrainConfig`'s default (or absent, as in runs recorded before it existed) does not count."
-    d = _train_defaults()
-    key = {k: v for k, v in sorted(identity(cfg).items()) if k != 'seed' and not (k in d and d[k] == v)}
-    return hashlib.sha1(json.dumps(key).encode()).hexdigest()[:8]
+    "8 hex digits naming what a run computed, seed aside: a hash of `changed_params`."
+    return hashlib.sha1(json.dumps(changed_params(cfg)).encode()).hexdigest()[:8]
 
 def run_record(m:dict, path=None) -> dict:
     "One flat row of a run's metrics.json: settings, headline and teacher/student last/best mIoU, per-class IoU."
@@ -372,7 +377,7 @@ def run_record(m:dict, path=None) -> dict:
         r = m.get(name) or {}
         row.update({f'{name}_last': r.get('last'), f'{name}_best': r.get('best'), f'{name}_best_iter': r.get('best_iter')})
     row.update(seconds=m.get('seconds'), source_sha=((m.get('source_ckpt') or {}).get('sha256') or '')[:12],
-               config_id=config_id(cfg),
+               config_id=config_id(cfg), changed=json.dumps(changed_params(cfg)),
                path=str(path) if path else None)
     row.update({f'iou/{c}': v for c, v in ((ev or {}).get('iou') or {}).items()})
     return row
@@ -437,6 +442,19 @@ def _label(row) -> str:
     "A method's row label: its name, plus the overridden strategies for an ablation run."
     return row['method'] if not row.get('ablation') else f"{row['method']} (rel={row['reliability']}, mix={row['mix']})"
 
+def labels(d:pd.DataFrame) -> pd.Series:
+    "Each run's row label (`_label`), plus `[name=value, ...]` of the parameters that differ between runs sharing it: two values of a swept parameter are two rows."
+    base = d.apply(_label, axis=1) if len(d) else pd.Series(dtype=object)
+    out = base.copy()
+    changed = d['changed'] if 'changed' in d else pd.Series('{}', index=d.index)
+    for lab, idx in base.groupby(base, sort=False).groups.items():
+        keys = {i: json.loads(changed[i] if isinstance(changed[i], str) else '{}') for i in idx}
+        names = sorted({n for k in keys.values() for n in k if n not in ('source', 'target', 'method', 'reliability', 'mix')
+                        and len({json.dumps(x.get(n)) for x in keys.values()}) > 1})  # the others are in the label or the table
+        for i, k in keys.items():
+            if names: out[i] = f"{lab} [{', '.join(f'{n}={k.get(n)}' for n in names)}]"
+    return out
+
 def _source_rows(d:pd.DataFrame) -> pd.DataFrame:
     "Source-only rows: the `source_only` runs, else each seed's source evaluation recorded by the adapted runs."
     if (d.method == 'source_only').any(): return d.iloc[0:0]
@@ -447,7 +465,7 @@ def _source_rows(d:pd.DataFrame) -> pd.DataFrame:
     for i, p in s.get('path', pd.Series(dtype=object)).dropna().items():  # per-class IoU of the source evaluation
         if Path(p).is_file():
             for n, v in (json.loads(Path(p).read_text()).get('source_only', {}).get('iou') or {}).items(): s.loc[i, f'iou/{n}'] = v
-    return s.assign(method='source_only', reliability='-', mix='-', ablation=False)
+    return s.assign(method='source_only', reliability='-', mix='-', ablation=False, changed='{}')  # the source model: no parameter of the runs
 
 def _class_order(d:pd.DataFrame) -> list:
     "The protocol's `iou/<class>` columns in class order (read from a run's metrics.json), else those with values."
@@ -471,7 +489,7 @@ def benchmark_table(df:pd.DataFrame,  # `collect` output
     d = df[(df.source == source) & (df.target == target)]
     if d.empty: raise ValueError(f"no runs of {source} -> {target} in the results ({sorted(set(zip(df.source, df.target)))})")
     if not ablations: d = d[~d.ablation.astype(bool)]
-    d = pd.concat([_source_rows(d), d]).assign(label=lambda x: x.apply(_label, axis=1))
+    d = pd.concat([_source_rows(d), d], ignore_index=True).assign(label=labels)
     classes = _class_order(d)
     d = d.assign(**{c: np.nan for c in classes if c not in d.columns})  # a class no run scored: an empty column
     subs = [c for c in d.columns if re.fullmatch(r'miou\d+', c) and d[c].notna().any()]
@@ -524,7 +542,7 @@ def ablation_table(df:pd.DataFrame, source:str, target:str) -> pd.DataFrame:
 
 def detail_table(df:pd.DataFrame) -> pd.DataFrame:
     "Every setting and method: source model, teacher and student mIoU, last and best (best = selected on the target split)."
-    d = df.assign(setting=df.source + ' → ' + df.target, label=df.apply(_label, axis=1))
+    d = df.assign(setting=df.source + ' → ' + df.target, label=labels(df))
     cols = ['source_miou', 'teacher_last', 'teacher_best', 'student_last', 'student_best']
     g = d.groupby(['setting', 'label'], sort=False)
     t = pd.concat([g[cols].mean(), g[cols].std(ddof=1).add_suffix('_std')], axis=1)[[x for c in cols for x in (c, f'{c}_std')]]
@@ -682,24 +700,25 @@ def embedded_pairs(setting:str) -> list:
     if any(None in p for p in pairs): raise ConfigError(f"setting {setting!r}: a dataset of {EMBEDDED[setting]} has no embedded twin")
     return pairs
 
-def ablation_runs(source:str, target:str, seeds=(0, 1, 2), methods=None, **fixed) -> list:
+def ablation_runs(source:str, target:str, seeds=(0, 1, 2), methods=None, vary=None, **fixed) -> list:
     "The reliability × mix grid on one setting, as `ABLATION_BASE` runs, minus the pairs that `methods` (default: all) already run."
     methods = method_order() if methods is None else _as_list(methods)
     covered = {v for k, v in ablation_pairs().items() if k in methods}
-    runs = grid(source, target, ABLATION_BASE, RELIABILITIES, MIXES, seeds, **fixed)
+    runs = grid(source, target, ABLATION_BASE, RELIABILITIES, MIXES, seeds, vary=vary, **fixed)
     return [r for r in runs if (r.params['reliability'], r.params['mix']) not in covered]
 
 def embedded_runs(settings=('gta5', 'synthia', 'nthu'),  # keys of `EMBEDDED`
                   methods=None,  # methods to run on every setting (default: every method of `train.METHODS`)
                   seeds=(0, 1, 2),  # seeds
                   ablations:bool=True,  # add the reliability × mix grid on the first setting
+                  vary:Optional[dict]=None,  # parameter name -> values: more grid axes (`grid`)
                   **fixed) -> list:  # parameters shared by every run (e.g. iters)
     "The embedded miniature of the published settings: every method and seed, plus the ablation."
     unknown = [s for s in _as_list(settings) if s not in EMBEDDED]
     if unknown: raise ConfigError(f"unknown setting(s) {unknown}; valid ones are {list(EMBEDDED)} (or 'all')")
     methods = method_order() if methods is None else _as_list(methods)
-    runs = [r for s in _as_list(settings) for src, tgt in embedded_pairs(s) for r in grid(src, tgt, methods, seeds=seeds, **fixed)]
-    if ablations: runs += ablation_runs(*embedded_pairs(_as_list(settings)[0])[0], seeds=seeds, methods=methods, **fixed)
+    runs = [r for s in _as_list(settings) for src, tgt in embedded_pairs(s) for r in grid(src, tgt, methods, seeds=seeds, vary=vary, **fixed)]
+    if ablations: runs += ablation_runs(*embedded_pairs(_as_list(settings)[0])[0], seeds=seeds, methods=methods, vary=vary, **fixed)
     return unique_runs(runs)
 
 # %% ../nbs/07_experiments.ipynb #b17359b6
@@ -729,6 +748,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument('--ablations', action=argparse.BooleanOptionalAction, default=True, help='add the reliability × mix grid on the first setting')
     p.add_argument('--iters', type=int, default=None, help='adaptation iterations (default: TrainConfig / the parameter file)')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='any TrainConfig parameter, for every run (repeatable)')
+    p.add_argument('--vary', action='append', default=[], metavar='KEY=V1,V2', help="one more grid axis: a parameter's values, each a run (repeatable; a strategy's own parameter too)")
     p.add_argument('--workers', type=int, default=1, help='runs at the same time')
     p.add_argument('--threads', type=int, default=None, help='CPU threads per run (default: cores // workers)')
     p.add_argument('--timeout', type=float, default=None, help='seconds before a run is stopped and recorded as failed')
@@ -743,18 +763,23 @@ def parser() -> argparse.ArgumentParser:
 def runs_from_args(a) -> list:
     "The runs a parsed command line asks for."
     fixed = parse_kv(a.set)
+    vary = {}
+    for kv in a.vary:
+        k, _, vals = kv.partition('=')
+        if not k or not vals: raise ConfigError(f"--vary {kv!r}: write NAME=VALUE1,VALUE2")
+        vary[k] = [parse_value(v) for v in vals.split(',')]
     if a.iters is not None: fixed['iters'] = a.iters
     methods, seeds = a.methods.split(','), [int(s) for s in a.seeds.split(',')]
     if not a.config:
         settings = list(EMBEDDED) if a.setting == 'all' else a.setting.split(',')
-        return embedded_runs(settings, methods, seeds, a.ablations, **fixed)
+        return embedded_runs(settings, methods, seeds, a.ablations, vary=vary, **fixed)
     runs = []
     for i, f in enumerate(a.config):
         c = {**load_config(f), **fixed}
         src, tgt = c.pop('source'), c.pop('target')
         for k in ('method', 'reliability', 'mix', 'seed'): c.pop(k, None)
-        runs += grid(src, tgt, methods, seeds=seeds, **c)
-        if a.ablations and i == 0: runs += ablation_runs(src, tgt, seeds, methods, **c)
+        runs += grid(src, tgt, methods, seeds=seeds, vary=vary, **c)
+        if a.ablations and i == 0: runs += ablation_runs(src, tgt, seeds, methods, vary=vary, **c)
     return unique_runs(runs)
 
 def main(argv=None) -> list:

@@ -4,14 +4,14 @@
 
 # %% ../nbs/05_train.ipynb #91203de1
 from __future__ import annotations
-import contextlib, dataclasses, hashlib, importlib, inspect, json, math, os, time
+import contextlib, dataclasses, hashlib, importlib, inspect, json, math, os, time, typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
 from .core import (IGNORE, upsample, default_data_root, default_runs_root, seed_everything, get_device,
                           frozen_config, config_dict, ConfigError, save_checkpoint, load_checkpoint, sha256_file, write_text_atomic,
-                          Registry, Strategy, cpu_threads)  # first: it sets OpenMP's waiting policy before torch starts
+                          Registry, Strategy, Param, strategy_params, cpu_threads)  # first: it sets OpenMP's waiting policy before torch starts
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -20,22 +20,28 @@ from .models import Teacher  # what the teacher says about a batch (chapter 02: 
 
 # %% auto #0
 __all__ = ['PRESETS', 'RELIABILITY', 'OBJECTIVES', 'LABELS', 'METHODS', 'CHOICES', 'STATE_FORMAT', 'RESUME_FREE', 'IN_NAME',
-           'TrainConfig', 'Field', 'config_fields', 'parameters_cell', 'with_preset', 'Context', 'Reliability',
-           'NoReliability', 'ThresholdReliability', 'ConfidenceReliability', 'ClassBalancedReliability',
-           'MetricReliability', 'weighted_ce', 'PseudoCE', 'neg_diversity', 'l2_to_start', 'Entropy', 'BNStats',
-           'TeacherLabels', 'GroundTruth', 'GroundTruthFiltered', 'Method', 'Plan', 'defined_on', 'load_plugins',
-           'resolve', 'bn_affine', 'make_optimizer', 'Update', 'ScaledUpdate', 'Adaptation', 'precision',
-           'build_adaptation', 'StepOutput', 'teacher_view', 'batch_statistics', 'estimate_bn', 'adapt_step', 'Local',
-           'Run', 'next_batch', 'fit', 'Callback', 'PolyLR', 'score', 'evaluate_pair', 'Evaluate', 'NonFiniteLoss',
-           'NanGuard', 'check_finite', 'JsonLog', 'PseudoLabelQuality', 'pl_quality', 'BNInit', 'state_dict',
-           'load_state', 'Checkpoint', 'Progress', 'identity', 'render_version', 'stored_identity', 'differences',
-           'changed_inputs', 'run_dir', 'RunExists', 'stored_run', 'check_out_dir', 'source_model', 'open_target',
-           'prepare', 'summarize', 'save_run', 'run']
+           'load_plugins', 'TrainConfig', 'Field', 'config_fields', 'strategy_fields', 'parameter_fields',
+           'parameters_cell', 'with_preset', 'Context', 'Reliability', 'NoReliability', 'ThresholdReliability',
+           'ConfidenceReliability', 'ClassBalancedReliability', 'MetricReliability', 'weighted_ce', 'PseudoCE',
+           'neg_diversity', 'l2_to_start', 'Entropy', 'BNStats', 'TeacherLabels', 'GroundTruth', 'GroundTruthFiltered',
+           'Method', 'Plan', 'defined_on', 'resolve', 'bn_affine', 'make_optimizer', 'Update', 'ScaledUpdate',
+           'Adaptation', 'precision', 'build_adaptation', 'StepOutput', 'teacher_view', 'batch_statistics',
+           'estimate_bn', 'adapt_step', 'Local', 'Run', 'next_batch', 'fit', 'Callback', 'PolyLR', 'score',
+           'evaluate_pair', 'Evaluate', 'NonFiniteLoss', 'NanGuard', 'check_finite', 'JsonLog', 'PseudoLabelQuality',
+           'pl_quality', 'BNInit', 'state_dict', 'load_state', 'Checkpoint', 'Progress', 'identity', 'render_version',
+           'stored_identity', 'differences', 'changed_inputs', 'run_dir', 'RunExists', 'stored_run', 'check_out_dir',
+           'source_model', 'open_target', 'prepare', 'summarize', 'save_run', 'run']
 
 # %% ../nbs/05_train.ipynb #4180a29a
+def load_plugins(names:str):
+    "Import the comma-separated modules of `plugins=` (they register their own strategies, with their parameters)."
+    for mod in filter(None, (n.strip() for n in names.split(','))):
+        try: importlib.import_module(mod)
+        except ImportError as e: raise ConfigError(f"plugins: cannot import module {mod!r} ({e})") from e
+
 @dataclass(frozen=True)
 class TrainConfig:
-    "Every parameter of an adaptation run (the papermill parameters cell is generated from these lines)."
+    "Every parameter of an adaptation run: the loop's own (these lines) and, in `params`, every registered strategy's."
     source: str = 'synth_gta5'  # source domain the source model was trained on
     target: str = 'synth_cityscapes'  # target domain to adapt to (unlabelled train split, labelled val/test for scoring)
     method: str = 'stvm'  # source_only | adabn | tent | mt_threshold | mt_all | stvm | oracle | loop_oracle | gt_filtered (see METHODS)
@@ -60,20 +66,6 @@ class TrainConfig:
     ema_ramp: bool = True  # the mean-teacher warm-up min(1 - 1/(t+1), ema_alpha): early student steps pass into the teacher almost whole (False: ema_alpha from the first step)
     teacher_bn: str = 'ema'  # teacher BatchNorm: ema (running statistics averaged from the student's, which saw mixed, augmented batches) | batch (the teacher normalises each clean target batch with its own statistics, as DACS's teacher in train mode; its running statistics, which evaluation uses, follow those batches)
     bn_init: int = 20  # self-training starts where AdaBN ends: target batches whose BatchNorm statistics replace the source's in teacher and student before the first step (0: off)
-    threshold: float = 0.968  # confidence threshold of the `threshold` reliability (DACS)
-    cb_portion: float = 0.5  # `class_balanced` reliability (CBST): the most confident share of each predicted class's pixels in the batch that is kept
-    div_weight: float = 0.0  # weight of the diversity term added to pseudo_ce (SHOT: minus the entropy of the batch-mean prediction; 0: off)
-    l2sp_weight: float = 0.0  # weight of the pull toward the starting weights added to pseudo_ce (L2-SP, sum of squared differences; 0: off)
-    metric_loss: str = 'proxy_anchor'  # proxy_anchor | proxy_nca_pp
-    metric_lr: float = 1e-4  # metric network learning rate (AdamW)
-    proxy_lr_mult: float = 100.0  # proxies learn at this multiple of metric_lr
-    metric_dim: int = 128  # embedding dimension D
-    n_per_class: int = 512  # pixels sampled per class for the metric loss
-    tau: float = 0.1  # reliability temperature
-    metric_warmup: int = 20  # metric-only iterations before the first student step
-    mocm_mode: str = 'sample'  # MOCM class choice: sample (prob ~ mean reliability) | top
-    mocm_gate: float = 0.0  # MOCM keeps only pasted pixels whose reliability reaches this gate
-    loss_norm: str = 'mean'  # weighted-CE normalisation: mean (over valid pixels) | weight_sum (divide by sum of r) | class (each class's weighted mean, averaged over classes: rare classes count as much as frequent ones)
     student_bn: str = 'train'  # student BatchNorm in its steps: train (batch statistics; running ones follow the mixed batches, the teacher averages them) | frozen (source statistics kept, as DeepLabV2 in the field)
     eval_every: int = 40  # evaluate teacher and student every this many student steps (0: only at the end; the default: every tenth of the default run, the trajectory)
     eval_max_images: int = 0  # cap on evaluation images (0: the whole split)
@@ -91,6 +83,35 @@ class TrainConfig:
     num_workers: int = 0  # data-loading worker processes
     threads: int = 0  # torch CPU threads (0: OMP_NUM_THREADS if set, else the CPUs this process may use)
     plugins: str = ''  # comma-separated modules imported before the run is built (they register their own strategies)
+    params: dict = field(default_factory=dict, hash=False)  # the strategies' own parameters by name, each at its default unless given
+
+    def __init__(self, **kw):
+        "Loop fields by name; a registered strategy's parameter by its name too (`threshold=0.9`); plugins load first."
+        load_plugins(kw.get('plugins', ''))
+        loop, own = self.__dataclass_fields__, strategy_params()
+        clash = sorted(set(own) & set(loop))
+        if clash: raise ConfigError(f"strategy parameter(s) {clash} have the names of loop parameters; rename them in their strategy")
+        unknown = sorted(set(kw) - set(loop) - set(own))
+        if unknown: raise TypeError(f"TrainConfig got unknown parameter(s) {unknown}")
+        for n, f in loop.items():
+            if n != 'params': object.__setattr__(self, n, kw.get(n, f.default))
+        given = {**(kw.get('params') or {}), **{k: v for k, v in kw.items() if k in own}}
+        object.__setattr__(self, 'params', {**{k: p.default for k, (p, _) in own.items()}, **given})
+
+    def __getattr__(self, name):
+        "A strategy's parameter: its value here, else its default (a strategy registered after this config was made)."
+        p = self.__dict__.get('params')
+        if p is not None and name in p: return p[name]
+        if p is not None and name in (own := strategy_params()): return own[name][0].default
+        raise AttributeError(f"TrainConfig has no parameter {name!r}")
+
+    @classmethod
+    def field_types(cls, params:dict=None) -> dict:
+        "Every parameter's type by name, the loop's and the strategies' (after importing `params`'s plugins): what `frozen_config` accepts."
+        load_plugins((params or {}).get('plugins', ''))
+        hints = typing.get_type_hints(cls)
+        return {**{k: hints[k] for k in cls.__dataclass_fields__ if k != 'params'},
+                **{k: p.type for k, (p, _) in strategy_params().items()}}
 
 # %% ../nbs/05_train.ipynb #61caedaf
 class Field(NamedTuple):
@@ -110,12 +131,26 @@ def config_fields(cls=TrainConfig) -> list:
         code, _, comment = line.strip().partition('  # ')
         name, _, rest = code.partition(': ')
         typ, _, default = rest.partition(' = ')
-        if name in cls.__dataclass_fields__: out.append(Field(name, typ, default, comment))
+        if name in cls.__dataclass_fields__ and name != 'params': out.append(Field(name, typ, default, comment))
     return out
 
-def parameters_cell(cls=TrainConfig) -> str:
-    "The text of the papermill parameters cell: one typed, commented line per field."
-    return '\n'.join(f.line() for f in config_fields(cls))
+def strategy_fields(builtin:bool=False) -> list:
+    "A `Field` per strategy parameter, its owner named in the comment; `builtin`: only sfda_nb's own strategies (not plugins')."
+    return [Field(p.name, p.type.__name__, repr(p.default), f"{owner}: {p.comment}")
+            for p, owner in strategy_params().values() if not builtin or _owner_module(p.name).startswith('sfda_nb.')]
+
+def _owner_module(name:str) -> str:
+    "The module of the first registered strategy that declares parameter `name`."
+    from sfda_nb.core import REGISTRIES
+    return next(cls.__module__ for reg in REGISTRIES for cls in reg.values() if any(p.name == name for p in cls.params))
+
+def parameter_fields(builtin:bool=False) -> list:
+    "Every parameter a run takes: the loop's fields, then every registered strategy's own (`builtin`: sfda_nb's only)."
+    return config_fields() + strategy_fields(builtin)
+
+def parameters_cell() -> str:
+    "The text of the papermill parameters cell: one typed, commented line per parameter (plugins' come with `-p`)."
+    return '\n'.join(f.line() for f in parameter_fields(builtin=True))
 
 # %% ../nbs/05_train.ipynb #5ec70101
 PRESETS = {  # name -> the values of the loop's settings it stands for
@@ -154,6 +189,7 @@ class NoReliability(Reliability):
 @RELIABILITY.register('threshold')
 class ThresholdReliability(Reliability):
     "1 where the teacher's confidence reaches the threshold, else 0 (DACS's 0.968 per pixel)."
+    params = (Param('threshold', float, 0.968, 'the confidence a pseudo-label needs to count (DACS)', bounds=(0.0, 1.0)),)
     def __init__(self, threshold=0.968): self.threshold = threshold
     @classmethod
     def build(cls, cfg, ctx): return cls(cfg.threshold)
@@ -168,6 +204,8 @@ class ConfidenceReliability(Reliability):
 @RELIABILITY.register('class_balanced')
 class ClassBalancedReliability(Reliability):
     "1 for the `portion` most confident pixels of each predicted class in the batch, else 0 (CBST's per-class threshold)."
+    params = (Param('cb_portion', float, 0.5, "the most confident share of each predicted class's pixels in the batch that is kept (CBST)",
+                    bounds=(1e-6, 1.0)),)
     def __init__(self, portion=0.5):
         if not 0 < portion <= 1: raise ConfigError(f"cb_portion={portion} should be in (0, 1]")
         self.portion = portion
@@ -186,16 +224,19 @@ class ClassBalancedReliability(Reliability):
 @RELIABILITY.register('metric')
 class MetricReliability(Reliability):
     "STvM: the probability that the pixel's embedding belongs to its pseudo-label's proxy."
+    params = (Param('metric_loss', str, 'proxy_anchor', 'the metric loss: proxy_anchor | proxy_nca_pp', choices=tuple(metric.METRIC_LOSSES)),
+              Param('metric_lr', float, 1e-4, 'metric network learning rate (AdamW)', bounds=(0.0, None)),
+              Param('proxy_lr_mult', float, 100.0, 'proxies learn at this multiple of metric_lr', bounds=(0.0, None)),
+              Param('metric_dim', int, 128, 'embedding dimension D', bounds=(1, None)),
+              Param('n_per_class', int, 512, 'pixels sampled per class for the metric loss', bounds=(1, None)),
+              Param('tau', float, 0.1, 'reliability temperature', bounds=(1e-6, None)),
+              Param('metric_warmup', int, 20, 'metric-only iterations before the first student step', bounds=(0, None)))
     def __init__(self, learner, warmup:int=0): self.learner, self.warmup = learner, warmup
     @classmethod
     def build(cls, cfg, ctx):
         learner = metric.MetricLearner(ctx.model.feat_dim, ctx.num_classes, dim=cfg.metric_dim, loss=cfg.metric_loss,
                                        lr=cfg.metric_lr, proxy_lr_mult=cfg.proxy_lr_mult, n_per_class=cfg.n_per_class, tau=cfg.tau)
         return cls(learner.to(ctx.device), cfg.metric_warmup)
-    @classmethod
-    def check(cls, cfg):
-        if cfg.metric_loss not in metric.METRIC_LOSSES:
-            raise ConfigError(f"metric_loss={cfg.metric_loss!r} is not one of {sorted(metric.METRIC_LOSSES)}")
     def update(self, t, gen): return {'metric_loss': self.learner.update(t.feats, t.pseudo, gen)}  # ŷ downsampled to the feature grid
     def __call__(self, t): return self.learner.reliability(t.feats, t.pseudo, t.pseudo.shape[-2:])
     def state_dict(self): return self.learner.state_dict()
@@ -227,6 +268,13 @@ OBJECTIVES = Registry('objective')
 @OBJECTIVES.register('pseudo_ce')
 class PseudoCE(Strategy):
     "The reliability-weighted CE of the student on the mixed, augmented batch, plus the optional stabilisers."
+    params = (Param('loss_norm', str, 'mean', 'weighted-CE normalisation: mean (over valid pixels) | weight_sum (divide by sum of r) | '
+                    "class (each class's weighted mean, averaged over classes: rare classes count as much as frequent ones)",
+                    choices=('mean', 'weight_sum', 'class')),
+              Param('div_weight', float, 0.0, 'weight of the diversity term (SHOT: minus the entropy of the batch-mean prediction; 0: off)',
+                    bounds=(0.0, None)),
+              Param('l2sp_weight', float, 0.0, 'weight of the pull toward the starting weights (L2-SP, sum of squared differences; 0: off)',
+                    bounds=(0.0, None)))
     def __init__(self, norm='mean', div_weight=0.0, l2sp_weight=0.0, start=None):
         self.norm, self.div_weight, self.l2sp_weight = norm, div_weight, l2sp_weight
         self.start = start  # L2-SP's anchor: the starting weights, by name
@@ -326,7 +374,7 @@ class Plan(NamedTuple):
     target: data.DatasetSpec
 
 CHOICES = {  # the other string parameters and their valid values
-    'loss_norm': ('mean', 'weight_sum', 'class'), 'student_bn': models.BN_POLICIES, 'teacher_bn': ('ema', 'batch'), 'report': ('auto', 'teacher', 'student'),
+    'student_bn': models.BN_POLICIES, 'teacher_bn': ('ema', 'batch'), 'report': ('auto', 'teacher', 'student'),
     'amp': ('none', 'bf16', 'fp16'), 'optimizer': ('sgd', 'adamw'), 'size_mismatch': data.SIZE_MISMATCH}  # the loop's own; a strategy checks its own (`Strategy.check`)
 
 def defined_on(method:str, target) -> bool:
@@ -337,12 +385,6 @@ def defined_on(method:str, target) -> bool:
 def _choose(name, val, valid):
     if val not in valid: raise ConfigError(f"unknown {name} {val!r}; valid choices: {sorted(valid)}")
     return val
-
-def load_plugins(names:str):
-    "Import the comma-separated modules of `plugins=` (they register their own strategies)."
-    for mod in filter(None, (n.strip() for n in names.split(','))):
-        try: importlib.import_module(mod)
-        except ImportError as e: raise ConfigError(f"plugins: cannot import module {mod!r} ({e})") from e
 
 # %% ../nbs/05_train.ipynb #b8f76f9d
 def resolve(cfg:TrainConfig) -> Plan:
@@ -360,9 +402,8 @@ def resolve(cfg:TrainConfig) -> Plan:
     if cfg.iters < 0 or cfg.batch_size < 1: raise ConfigError(f"iters={cfg.iters} and batch_size={cfg.batch_size} must be at least 0 and 1")
     lo_hi = tuple(cfg.target_scale)
     bad = [k for k, ok in (('jitter', cfg.jitter >= 0), ('blur', 0 <= cfg.blur <= 1), ('bn_init', cfg.bn_init >= 0), ('ema_alpha', 0 <= cfg.ema_alpha < 1),
-                           ('l2sp_weight', cfg.l2sp_weight >= 0), ('div_weight', cfg.div_weight >= 0),
                            ('target_scale', len(lo_hi) == 2 and 0 < lo_hi[0] <= lo_hi[1])) if not ok]
-    if bad: raise ConfigError('; '.join(f"{k}={getattr(cfg, k)!r}" for k in bad) + " out of range (jitter, bn_init and the weights ≥ 0; "
+    if bad: raise ConfigError('; '.join(f"{k}={getattr(cfg, k)!r}" for k in bad) + " out of range (jitter and bn_init ≥ 0; "
                               "blur in [0, 1]; ema_alpha in [0, 1); target_scale (lo, hi) with 0 < lo ≤ hi)")
     if cfg.source_ckpt and not Path(cfg.source_ckpt).is_file(): raise ConfigError(f"source_ckpt {cfg.source_ckpt} does not exist")
     start = cfg.target if m.model == 'target' else cfg.source  # the oracle starts from a model trained on the target's labels

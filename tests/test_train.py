@@ -20,15 +20,16 @@ def test_parameters_cell_mirrors_config():
     assert src == parameters_cell(), "run tools/sync_params.py"
     tree = ast.parse(src)
     cell = {n.target.id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.AnnAssign)}
-    assert cell == {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    assert cell == {**{f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name != 'params'}, **TrainConfig().params}
+    assert 'threshold' in cell and 'tau' in cell and 'mocm_gate' in cell  # the strategies' own parameters, declared by them
 
 
 def test_papermill_sees_every_parameter():
     "papermill's own inspection (what --help-notebook prints) finds every parameter with its type, default and comment."
     import papermill
-    from sfda_nb.train import config_fields
+    from sfda_nb.train import parameter_fields
     seen = papermill.inspect_notebook(str(NB))
-    fields = config_fields()
+    fields = parameter_fields(builtin=True)
     assert list(seen) == [f.name for f in fields]
     for f in fields:
         p = seen[f.name]
@@ -36,11 +37,11 @@ def test_papermill_sees_every_parameter():
 
 
 def test_cli_options_mirror_config():
-    "`python -m sfda_nb.cli demo --help` lists every TrainConfig field with its comment."
+    "`python -m sfda_nb.cli demo --help` lists every parameter, the strategies' own included, with its comment."
     from sfda_nb import cli
-    from sfda_nb.train import config_fields
+    from sfda_nb.train import parameter_fields
     actions = {a.dest: a for a in cli.config_parser()._actions}
-    for f in config_fields():
+    for f in parameter_fields():
         assert actions[f.name].help.replace('%%', '%') == f'{f.comment} (default {f.default})' and actions[f.name].default is None
     cli.config_parser().format_help()  # a comment with % must not break argparse's formatting
 
