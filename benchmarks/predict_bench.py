@@ -23,6 +23,7 @@ def setup(d:Path, n:int) -> tuple:
     net = models.build_model('small', 19)
     ck = models.save_model(d/'run'/'teacher.pt', net, protocol='cs19')
     save_checkpoint(metric.MetricLearner(net.feat_dim, 19).checkpoint(), d/'run'/'metric.pt')
+    (d/'run'/'metrics.json').write_text('{"reliability": "metric", "config": {}}')  # an STvM run: predict asks its strategy for maps
     rng = np.random.default_rng(0)
     (d/'images').mkdir()
     for i in range(n): Image.fromarray(rng.integers(0, 256, (512, 1024, 3), np.uint8)).save(d/'images'/f'{i:04d}.jpg', quality=90)
@@ -42,7 +43,7 @@ def main(argv=None):
         for metric_arg in ('auto', 'none'):
             t0 = time.perf_counter()
             s = predict.predict(ck, imgs, Path(t)/f'out_{metric_arg}', batch_size=a.batch_size, device=a.device,
-                                metric=metric_arg, progress=False)
+                                reliability=metric_arg, progress=False)
             rows.append((metric_arg, s['predicted'], time.perf_counter() - t0))
     head = (f"Predict throughput at 1024×512 (`benchmarks/predict_bench.py --images {a.images} --batch-size {a.batch_size} "
             f"--device {a.device}`), small model, {torch.get_num_threads()} torch thread(s), {platform.processor() or platform.machine()}, "

@@ -21,7 +21,7 @@ def run_scores(run_dir:Path, max_images:int, taus=()):
     m = json.loads((run_dir/'metrics.json').read_text()); cfg = m['config']
     preds = viz.Predictions.from_run(run_dir, device='cpu')
     at_tau = {t: viz.Predictions.from_run(run_dir, device='cpu') for t in taus}
-    for t, pr in at_tau.items(): pr.learner.tau = t  # the same trained metric network, read at another temperature
+    for t, pr in at_tau.items(): pr.reliability.learner.tau = t  # the same trained metric network, read at another temperature
     root = Path(cfg['data_root']) if cfg.get('data_root') else default_data_root()
     ds = data.get_dataset(cfg['target'], data.eval_split(cfg['target']), root=root, protocol=m['protocol'], mode='eval')
     keep = {'metric reliability': [], 'softmax confidence': [], '1 - normalised entropy': [], 'metric x confidence (ablation)': [],

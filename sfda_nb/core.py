@@ -17,8 +17,8 @@ import torch.nn.functional as F
 __all__ = ['IGNORE', 'REGISTRIES', 'UnsafeCheckpointError', 'CHECKPOINT_FORMATS', 'SegOutput', 'upsample', 'project_root',
            'default_data_root', 'default_runs_root', 'seed_everything', 'cpu_threads', 'get_device', 'parse_value',
            'parse_kv', 'Expected', 'ConfigError', 'DataError', 'DatasetMissing', 'UnreadableFile', 'frozen_config',
-           'config_dict', 'Param', 'Registry', 'Strategy', 'strategy_params', 'check_param_groups', 'sha256_file',
-           'atomic_path', 'write_text_atomic', 'save_checkpoint', 'CheckpointError', 'load_checkpoint',
+           'config_dict', 'Param', 'Registry', 'Strategy', 'Context', 'strategy_params', 'check_param_groups',
+           'sha256_file', 'atomic_path', 'write_text_atomic', 'save_checkpoint', 'CheckpointError', 'load_checkpoint',
            'checkpoint_diagnosis']
 
 # %% ../nbs/00_core.ipynb #02341021
@@ -211,6 +211,12 @@ class Strategy:
     def load_state_dict(self, sd:dict): pass
     def trainables(self) -> list: return []  # (module, optimiser) pairs it trains; torchrun averages their gradients
     def save(self, out_dir): pass  # files a finished run keeps
+
+class Context(NamedTuple):
+    "What a strategy may need to build itself besides the config."
+    model: torch.nn.Module  # the student (its feature width, its parameters), or the model a saved strategy will weigh
+    num_classes: int  # classes of the run's protocol
+    device: torch.device  # where its networks live
 
 def strategy_params() -> dict:
     "name -> (`Param`, 'kind name') of every parameter a registered strategy declares, in registration order."

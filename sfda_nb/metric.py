@@ -251,12 +251,12 @@ def set_extra_state(self:MetricLearner, state): self.opt.load_state_dict(state['
 
 @patch
 def checkpoint(self:MetricLearner) -> dict:
-    "What a run folder's `metric.pt` holds: the constructor's arguments and the state (optimiser included)."
+    "What a run folder keeps of the learner (the metric reliability strategy saves it): the constructor's arguments and the state (optimiser included)."
     return {'format': 'sfda_nb/metric/1', 'kwargs': dict(self.kwargs), 'state_dict': self.state_dict()}
 
 @patch(cls_method=True)
 def from_checkpoint(cls:MetricLearner, ckpt:dict, device='cpu') -> MetricLearner:
-    "Rebuild a learner from `checkpoint()`'s dict (e.g. `core.load_checkpoint(run/'metric.pt')`)."
+    "Rebuild a learner from `checkpoint()`'s dict (as the metric reliability strategy loads a finished run's)."
     if ckpt.get('format') != 'sfda_nb/metric/1': raise ValueError(f"not an sfda_nb metric checkpoint (format={ckpt.get('format')!r})")
     m = cls(**ckpt['kwargs']).to(device); m.load_state_dict(ckpt['state_dict']); return m
 

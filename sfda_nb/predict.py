@@ -15,21 +15,22 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import data, models
+from .reliability import Reliability, saved_reliability, teacher_of
 from .core import IGNORE, ConfigError, get_device, load_checkpoint, sha256_file, upsample, atomic_path, write_text_atomic
 
 # %% auto #0
-__all__ = ['OUTPUTS', 'MANIFEST', 'EXPORT_FORMATS', 'EXPORT_TOLERANCE', 'Predictor', 'load_predictor', 'to_train_ids', 'overlay',
-           'save_image_atomic', 'output_paths', 'check_folders', 'list_images', 'claim_output', 'predict_batch',
-           'predict', 'Deployable', 'export_meta', 'load_export', 'compare_export', 'export_model',
-           'label_free_diagnostics', 'run_diagnostics', 'main_predict', 'main_export']
+__all__ = ['RELIABILITY_CHOICES', 'OUTPUTS', 'MANIFEST', 'EXPORT_FORMATS', 'EXPORT_TOLERANCE', 'Predictor', 'load_predictor',
+           'to_train_ids', 'overlay', 'save_image_atomic', 'output_paths', 'check_folders', 'list_images',
+           'claim_output', 'predict_batch', 'predict', 'Deployable', 'export_meta', 'load_export', 'compare_export',
+           'export_model', 'label_free_diagnostics', 'run_diagnostics', 'main_predict', 'main_export']
 
 # %% ../nbs/10_predict.ipynb #71e7ac71
 class Predictor(NamedTuple):
-    "A model ready to predict: the network (eval mode), its protocol, the checkpoint's metadata, and the metric learner (or None)."
+    "A model ready to predict: the network (eval mode), its protocol, the checkpoint's metadata, and the run's reliability (or None)."
     model: nn.Module
     protocol: data.Protocol
     meta: dict
-    learner: Optional[nn.Module]
+    reliability: Optional[Reliability]  # the run's own strategy, for reliability maps
 
 def _protocol_of(model, meta:dict, protocol, path) -> data.Protocol:
     name = protocol or getattr(model, 'protocol', None) or meta.get('protocol')
@@ -41,26 +42,18 @@ def _protocol_of(model, meta:dict, protocol, path) -> data.Protocol:
         raise ConfigError(f"{path} predicts {model.num_classes} classes but protocol {p.name} has {p.num_classes}")
     return p
 
-def _metric_learner(ckpt:Path, model, metric:str, device):
-    "The metric learner of `metric` ('auto': the run's `metric.pt` beside `ckpt` if present; 'none'; or a path)."
-    if metric in (None, '', 'none'): return None
-    path = ckpt.parent/'metric.pt' if metric == 'auto' else Path(metric)
-    if metric == 'auto' and not path.is_file(): return None
-    from sfda_nb.metric import MetricLearner
-    learner = MetricLearner.from_checkpoint(load_checkpoint(path), device).eval()
-    if learner.kwargs['feat_dim'] != model.feat_dim or learner.num_classes != model.num_classes:
-        raise ConfigError(f"{path} was trained on {learner.kwargs['feat_dim']}-channel features and {learner.num_classes} classes, "
-                          f"but {ckpt} has {model.feat_dim} and {model.num_classes}: pass metric='none' or the run's own metric.pt")
-    return learner
+RELIABILITY_CHOICES = ('auto', 'none')  # the run's own reliability strategy (from its folder), or no maps
 
 def load_predictor(ckpt,  # an sfda_nb checkpoint (a run's teacher.pt) or a field DeepLabV2
                    protocol:Optional[str]=None,  # class protocol; needed only for a checkpoint that does not record it
                    device='cpu',  # where the model runs
-                   metric:str='auto') -> Predictor:  # 'auto' (metric.pt beside ckpt, if any), 'none', or a path
-    "The model of `ckpt` with its protocol and (optionally) the run's metric learner for reliability maps."
+                   reliability:str='auto') -> Predictor:  # 'auto' (the reliability of the run `ckpt` is in, if any) | 'none'
+    "The model of `ckpt` with its protocol and (optionally) the run's own reliability strategy for reliability maps."
+    if reliability not in RELIABILITY_CHOICES: raise ConfigError(f"reliability={reliability!r} should be one of {RELIABILITY_CHOICES}")
     ckpt = Path(ckpt)
     model, meta = models.load_any(ckpt, device=device)
-    return Predictor(model.eval(), _protocol_of(model, meta, protocol, ckpt), meta, _metric_learner(ckpt, model, metric, device))
+    rel = saved_reliability(ckpt.parent, model, device) if reliability == 'auto' else None
+    return Predictor(model.eval(), _protocol_of(model, meta, protocol, ckpt), meta, rel)
 
 # %% ../nbs/10_predict.ipynb #f05f3357
 OUTPUTS = {'color': '_color.png', 'overlay': '_overlay.jpg', 'reliability': '_reliability.png', 'label': '_trainid.png'}
@@ -129,9 +122,9 @@ def predict_batch(pred:Predictor, imgs:list, size=None, device='cpu') -> tuple:
     H, W = x.shape[-2:]
     if size is not None: x = F.interpolate(x, size=(size[1], size[0]), mode='bilinear', align_corners=False, antialias=True)
     out = pred.model(x)
-    ids = upsample(out.logits.float(), (H, W)).argmax(1)
-    rel = pred.learner.reliability(out.feats, ids) if pred.learner is not None else None
-    return ids.cpu().numpy(), (None if rel is None else rel.cpu().numpy())
+    if pred.reliability is None: return upsample(out.logits.float(), (H, W)).argmax(1).cpu().numpy(), None
+    t = teacher_of(out, (H, W))  # what the run's reliability strategy reads
+    return t.pseudo.cpu().numpy(), pred.reliability(t).cpu().numpy()
 
 def _batches(todo:list, batch_size:int) -> list:
     "Batches of same-sized images, in path order within each size."
@@ -155,17 +148,17 @@ def predict(ckpt,  # a run's teacher.pt (or any checkpoint `load_predictor` read
             overwrite:bool=False,  # redo every image, replacing existing outputs
             size:Optional[tuple]=None,  # (W, H) input resize; None: each image at its own size
             protocol:Optional[str]=None,  # only for a checkpoint that does not record it
-            metric:str='auto',  # reliability maps: 'auto' (the run's metric.pt), 'none', or a path
+            reliability:str='auto',  # reliability maps: 'auto' (the run's own reliability strategy, if any) | 'none'
             progress:bool=True) -> dict:  # show a progress bar
     "Predict every image below `images` into `out`: train-id, colour, overlay (and reliability) PNGs; resumable."
     images, out = check_folders(images, out)
     dev = get_device(device)
-    pred = load_predictor(ckpt, protocol, dev, metric)
+    pred = load_predictor(ckpt, protocol, dev, reliability)
     items = list_images(images)
-    todo = [(p, r, output_paths(out, r, pred.learner is not None)) for p, r in items]
+    todo = [(p, r, output_paths(out, r, pred.reliability is not None)) for p, r in items]
     if not overwrite: todo = [t for t in todo if not (out/MANIFEST).is_file() or not t[2]['label'].exists()]
     claim_output(out, {'ckpt': str(ckpt), 'sha256': sha256_file(ckpt), 'size': list(size) if size else None,
-                       'protocol': pred.protocol.name, 'reliability': pred.learner is not None, 'images': str(images)}, todo, overwrite)
+                       'protocol': pred.protocol.name, 'reliability': pred.reliability is not None, 'images': str(images)}, todo, overwrite)
     from tqdm.auto import tqdm
     t0 = time.time()
     with tqdm(total=len(todo), disable=not progress, desc='predict', unit='img') as bar:
@@ -175,7 +168,7 @@ def predict(ckpt,  # a run's teacher.pt (or any checkpoint `load_predictor` read
             for j, (_, _, paths) in enumerate(b): _write(imgs[j], ids[j], None if rel is None else rel[j], paths, pred.protocol)
             bar.update(len(b))
     return {'images': len(items), 'predicted': len(todo), 'skipped': len(items) - len(todo), 'seconds': round(time.time() - t0, 2),
-            'out': str(out), 'protocol': pred.protocol.name, 'reliability': pred.learner is not None, 'device': str(dev)}
+            'out': str(out), 'protocol': pred.protocol.name, 'reliability': pred.reliability is not None, 'device': str(dev)}
 
 # %% ../nbs/10_predict.ipynb #9d8bd13e
 class Deployable(nn.Module):
@@ -262,7 +255,7 @@ def export_model(ckpt,  # a run's teacher.pt (or any checkpoint `load_predictor`
     ckpt = Path(ckpt)
     out = Path(out) if out else ckpt.with_name(ckpt.stem + EXPORT_FORMATS[format])
     if out.exists() and not overwrite: raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) or another out")
-    pred = load_predictor(ckpt, protocol, 'cpu', metric='none')
+    pred = load_predictor(ckpt, protocol, 'cpu', reliability='none')
     net, meta = Deployable(pred.model).eval(), export_meta(pred, ckpt)
     x = torch.rand(1, 3, *example_size, generator=torch.Generator().manual_seed(0))
     with atomic_path(out) as tmp:  # a failed check keeps nothing
@@ -339,10 +332,11 @@ def main_predict(argv=()) -> dict:
     p.add_argument('--batch-size', type=int, default=4); p.add_argument('--device', default='auto')
     p.add_argument('--size', default=None, help='WxH input resize (default: each image at its own size)')
     p.add_argument('--protocol', default=None, help='only for a checkpoint that does not record its classes')
-    p.add_argument('--metric', default='auto', help="reliability maps: auto (the run's metric.pt), none, or a path")
+    p.add_argument('--reliability', default='auto', choices=RELIABILITY_CHOICES,
+                   help="reliability maps: auto (the run's own reliability strategy, when the checkpoint is in a run's folder) or none")
     p.add_argument('--overwrite', action='store_true', help='redo every image, replacing existing outputs')
     a = p.parse_args(list(argv))
-    try: s = predict(a.ckpt, a.images, a.out, a.batch_size, a.device, a.overwrite, _size_arg(a.size), a.protocol, a.metric)
+    try: s = predict(a.ckpt, a.images, a.out, a.batch_size, a.device, a.overwrite, _size_arg(a.size), a.protocol, a.reliability)
     except OSError as e:  # a corrupt image (named), or the disk: one line for the CLI's expected errors
         if isinstance(e, (FileNotFoundError, FileExistsError)): raise
         raise ConfigError(str(e)) from None

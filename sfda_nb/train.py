@@ -11,26 +11,26 @@ from typing import Callable, NamedTuple, Optional
 
 from .core import (IGNORE, upsample, default_data_root, default_runs_root, seed_everything, get_device,
                           frozen_config, config_dict, ConfigError, save_checkpoint, load_checkpoint, sha256_file, write_text_atomic,
-                          Registry, Strategy, Param, strategy_params, cpu_threads)  # first: it sets OpenMP's waiting policy before torch starts
+                          Registry, Strategy, Param, Context, strategy_params, cpu_threads)  # first: it sets OpenMP's waiting policy before torch starts
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from . import data, models, metric, classmix, predict
 from .models import Teacher  # what the teacher says about a batch (chapter 02: predict reads it too)
+from .reliability import RELIABILITY, Reliability, teacher_of  # the reliability strategies (chapter 03b)
 
 # %% auto #0
-__all__ = ['PRESETS', 'RELIABILITY', 'OBJECTIVES', 'LABELS', 'METHODS', 'CHOICES', 'STATE_FORMAT', 'RESUME_FREE', 'IN_NAME',
-           'load_plugins', 'TrainConfig', 'Field', 'config_fields', 'strategy_fields', 'parameter_fields',
-           'parameters_cell', 'with_preset', 'Context', 'Reliability', 'NoReliability', 'ThresholdReliability',
-           'ConfidenceReliability', 'ClassBalancedReliability', 'MetricReliability', 'weighted_ce', 'PseudoCE',
-           'neg_diversity', 'l2_to_start', 'Entropy', 'BNStats', 'TeacherLabels', 'GroundTruth', 'GroundTruthFiltered',
-           'Method', 'Plan', 'defined_on', 'resolve', 'bn_affine', 'make_optimizer', 'Update', 'ScaledUpdate',
-           'Adaptation', 'precision', 'build_adaptation', 'StepOutput', 'teacher_view', 'batch_statistics',
-           'estimate_bn', 'adapt_step', 'Local', 'Run', 'next_batch', 'fit', 'Callback', 'PolyLR', 'score',
-           'evaluate_pair', 'Evaluate', 'NonFiniteLoss', 'NanGuard', 'check_finite', 'JsonLog', 'PseudoLabelQuality',
-           'pl_quality', 'BNInit', 'state_dict', 'load_state', 'Checkpoint', 'Progress', 'identity', 'render_version',
-           'stored_identity', 'differences', 'changed_inputs', 'run_dir', 'RunExists', 'stored_run', 'check_out_dir',
-           'source_model', 'open_target', 'prepare', 'summarize', 'save_run', 'run']
+__all__ = ['PRESETS', 'OBJECTIVES', 'LABELS', 'METHODS', 'CHOICES', 'STATE_FORMAT', 'RESUME_FREE', 'IN_NAME', 'load_plugins',
+           'TrainConfig', 'Field', 'config_fields', 'strategy_fields', 'parameter_fields', 'parameters_cell',
+           'with_preset', 'weighted_ce', 'PseudoCE', 'neg_diversity', 'l2_to_start', 'Entropy', 'BNStats',
+           'TeacherLabels', 'GroundTruth', 'GroundTruthFiltered', 'Method', 'Plan', 'defined_on', 'resolve',
+           'bn_affine', 'make_optimizer', 'Update', 'ScaledUpdate', 'Adaptation', 'precision', 'build_adaptation',
+           'StepOutput', 'teacher_view', 'batch_statistics', 'estimate_bn', 'adapt_step', 'Local', 'Run', 'next_batch',
+           'fit', 'Callback', 'PolyLR', 'score', 'evaluate_pair', 'Evaluate', 'NonFiniteLoss', 'NanGuard',
+           'check_finite', 'JsonLog', 'PseudoLabelQuality', 'pl_quality', 'BNInit', 'state_dict', 'load_state',
+           'Checkpoint', 'Progress', 'identity', 'render_version', 'stored_identity', 'differences', 'changed_inputs',
+           'run_dir', 'RunExists', 'stored_run', 'check_out_dir', 'source_model', 'open_target', 'prepare', 'summarize',
+           'save_run', 'run']
 
 # %% ../nbs/05_train.ipynb #4180a29a
 def load_plugins(names:str):
@@ -165,84 +165,6 @@ def with_preset(cfg:TrainConfig) -> TrainConfig:
     if cfg.preset not in PRESETS: raise ConfigError(f"unknown preset {cfg.preset!r}; valid choices: {sorted(PRESETS)}")
     default = TrainConfig()
     return dataclasses.replace(cfg, **{k: v for k, v in PRESETS[cfg.preset].items() if getattr(cfg, k) == getattr(default, k)})
-
-# %% ../nbs/05_train.ipynb #1e39bb54
-class Context(NamedTuple):
-    "What a strategy may need to build itself besides the config."
-    model: nn.Module  # the student (its feature width, its parameters)
-    num_classes: int  # classes of the run's protocol
-    device: torch.device  # where its networks live
-
-# %% ../nbs/05_train.ipynb #bef62878
-RELIABILITY = Registry('reliability')
-
-class Reliability(Strategy):
-    "A per-pixel weight from the teacher's output; `update` learns from it first and returns its losses by name."
-    def update(self, t:Teacher, gen) -> dict: return {}
-    def __call__(self, t:Teacher) -> torch.Tensor: raise NotImplementedError
-
-@RELIABILITY.register('none')
-class NoReliability(Reliability):
-    "Every pseudo-label counts fully (`mt_all`)."
-    def __call__(self, t): return torch.ones_like(t.conf)
-
-@RELIABILITY.register('threshold')
-class ThresholdReliability(Reliability):
-    "1 where the teacher's confidence reaches the threshold, else 0 (DACS's 0.968 per pixel)."
-    params = (Param('threshold', float, 0.968, 'the confidence a pseudo-label needs to count (DACS)', bounds=(0.0, 1.0)),)
-    def __init__(self, threshold=0.968): self.threshold = threshold
-    @classmethod
-    def build(cls, cfg, ctx): return cls(cfg.threshold)
-    def __call__(self, t): return (t.conf >= self.threshold).float()
-
-@RELIABILITY.register('confidence')
-class ConfidenceReliability(Reliability):
-    "The teacher's softmax confidence itself."
-    def __call__(self, t): return t.conf
-
-# %% ../nbs/05_train.ipynb #7b78ef27
-@RELIABILITY.register('class_balanced')
-class ClassBalancedReliability(Reliability):
-    "1 for the `portion` most confident pixels of each predicted class in the batch, else 0 (CBST's per-class threshold)."
-    params = (Param('cb_portion', float, 0.5, "the most confident share of each predicted class's pixels in the batch that is kept (CBST)",
-                    bounds=(1e-6, 1.0)),)
-    def __init__(self, portion=0.5):
-        if not 0 < portion <= 1: raise ConfigError(f"cb_portion={portion} should be in (0, 1]")
-        self.portion = portion
-    @classmethod
-    def build(cls, cfg, ctx): return cls(cfg.cb_portion)
-    def __call__(self, t):
-        keep = torch.zeros_like(t.conf)
-        for c in t.pseudo.unique():
-            m = t.pseudo == c
-            conf = t.conf[m]
-            thr = conf.sort(descending=True).values[max(int(self.portion * conf.numel()) - 1, 0)]
-            keep[m] = (conf >= thr).float()
-        return keep
-
-# %% ../nbs/05_train.ipynb #f3cf8963
-@RELIABILITY.register('metric')
-class MetricReliability(Reliability):
-    "STvM: the probability that the pixel's embedding belongs to its pseudo-label's proxy."
-    params = (Param('metric_loss', str, 'proxy_anchor', 'the metric loss: proxy_anchor | proxy_nca_pp', choices=tuple(metric.METRIC_LOSSES)),
-              Param('metric_lr', float, 1e-4, 'metric network learning rate (AdamW)', bounds=(0.0, None)),
-              Param('proxy_lr_mult', float, 100.0, 'proxies learn at this multiple of metric_lr', bounds=(0.0, None)),
-              Param('metric_dim', int, 128, 'embedding dimension D', bounds=(1, None)),
-              Param('n_per_class', int, 512, 'pixels sampled per class for the metric loss', bounds=(1, None)),
-              Param('tau', float, 0.1, 'reliability temperature', bounds=(1e-6, None)),
-              Param('metric_warmup', int, 20, 'metric-only iterations before the first student step', bounds=(0, None)))
-    def __init__(self, learner, warmup:int=0): self.learner, self.warmup = learner, warmup
-    @classmethod
-    def build(cls, cfg, ctx):
-        learner = metric.MetricLearner(ctx.model.feat_dim, ctx.num_classes, dim=cfg.metric_dim, loss=cfg.metric_loss,
-                                       lr=cfg.metric_lr, proxy_lr_mult=cfg.proxy_lr_mult, n_per_class=cfg.n_per_class, tau=cfg.tau)
-        return cls(learner.to(ctx.device), cfg.metric_warmup)
-    def update(self, t, gen): return {'metric_loss': self.learner.update(t.feats, t.pseudo, gen)}  # ŷ downsampled to the feature grid
-    def __call__(self, t): return self.learner.reliability(t.feats, t.pseudo, t.pseudo.shape[-2:])
-    def state_dict(self): return self.learner.state_dict()
-    def load_state_dict(self, sd): self.learner.load_state_dict(sd)
-    def trainables(self): return [(self.learner, self.learner.opt)]
-    def save(self, out_dir): save_checkpoint(self.learner.checkpoint(), Path(out_dir)/'metric.pt', overwrite=True)
 
 # %% ../nbs/05_train.ipynb #dfcb435b
 def weighted_ce(logits, target, weight, norm:str='mean'):
@@ -519,10 +441,7 @@ class StepOutput(NamedTuple):
 def teacher_view(a:Adaptation, x:torch.Tensor) -> Teacher:
     "The teacher's features, probabilities, confidence and argmax at `x`'s resolution, without gradients."
     with torch.no_grad(), a.autocast(), batch_statistics(a.teacher.model, a.cfg.teacher_bn == 'batch', track=True):
-        out = a.teacher(x)
-        probs = upsample(out.logits.float(), x.shape[-2:]).softmax(1)
-        conf, pseudo = probs.max(1)
-        return Teacher(out.feats.float(), probs, conf, pseudo)
+        return teacher_of(a.teacher(x), x.shape[-2:])
 
 # %% ../nbs/05_train.ipynb #fdf8a468
 @contextlib.contextmanager

@@ -23,17 +23,18 @@ from fastcore.basics import patch
 
 from .core import IGNORE, ConfigError, upsample, load_checkpoint, get_device, default_data_root
 from . import data, metric, models
+from .reliability import saved_reliability, teacher_of
 from .data import colorize, palette_of  # one home for label pictures (chapter 01_data)
 from .train import Callback, TrainConfig
 
 # %% auto #0
-__all__ = ['IGNORE_RGB', 'OTHER_RGB', 'OUTSIDE_RGB', 'PANELS', 'METRIC_FORMAT', 'WIDTHS', 'NEAR_ONE', 'CURVES', 'LIVE_PANELS',
-           'LIVE_TRACES', 'to_np', 'image_hwc', 'error_overlay', 'ImagePred', 'focus_mask', 'threshold_stats',
-           'label_rgb', 'discard_colour', 'errors_judged', 'explorer_panels', 'legend_entries', 'Predictions',
-           'load_learner', 'read_metrics', 'live_frontend', 'ReliabilityExplorer', 'run_datasets', 'per_class_iou',
-           'per_class_iou_bars', 'pixel_scores', 'reliability_histograms', 'auroc_table', 'calibration',
-           'reliability_diagram', 'read_log', 'warmup_of', 'eval_series', 'training_curves', 'LiveView', 'live_figure',
-           'step_text', 'LogTail', 'finished_metrics']
+__all__ = ['IGNORE_RGB', 'OTHER_RGB', 'OUTSIDE_RGB', 'PANELS', 'WIDTHS', 'NEAR_ONE', 'CURVES', 'LIVE_PANELS', 'LIVE_TRACES',
+           'to_np', 'image_hwc', 'error_overlay', 'ImagePred', 'focus_mask', 'threshold_stats', 'label_rgb',
+           'discard_colour', 'errors_judged', 'explorer_panels', 'legend_entries', 'Predictions', 'read_metrics',
+           'live_frontend', 'ReliabilityExplorer', 'run_datasets', 'per_class_iou', 'per_class_iou_bars',
+           'pixel_scores', 'reliability_histograms', 'auroc_table', 'calibration', 'reliability_diagram', 'read_log',
+           'warmup_of', 'eval_series', 'training_curves', 'LiveView', 'live_figure', 'step_text', 'LogTail',
+           'finished_metrics']
 
 # %% ../nbs/06_viz.ipynb #b718724f
 def to_np(x) -> np.ndarray:
@@ -80,9 +81,10 @@ class ImagePred:
     pseudo: np.ndarray  # H×W teacher pseudo-label (arg-max)
     conf: np.ndarray  # H×W teacher softmax confidence (max probability)
     entropy: np.ndarray  # H×W teacher entropy / log C, in [0, 1]
-    rel: Optional[np.ndarray] = None  # H×W metric reliability of the pseudo-label; None without a metric network
+    rel: Optional[np.ndarray] = None  # H×W reliability of the pseudo-label (the run's own strategy); None without a map
     pred: Optional[np.ndarray] = None  # H×W student prediction; None without a student
     label: Optional[np.ndarray] = None  # H×W ground truth (255 = ignore); None where the split has no labels
+    rel_name: str = ''  # the reliability strategy that made `rel` ('metric' for STvM, 'threshold', ...)
 
     def __post_init__(self):
         hw = self.img.shape[:2]
@@ -178,7 +180,7 @@ def _keep_panel(ax, p, pal, threshold, cls):
 
 def _discarded_panel(ax, p, threshold, cls, fig):
     "The reliability of the discarded pixels only."
-    if p.rel is None: return _blank(ax, 'reliability of discarded pixels', 'no metric network')
+    if p.rel is None: return _blank(ax, 'reliability of discarded pixels', 'no reliability map')
     drop = focus_mask(p, cls) & (p.conf < threshold)
     _unit_map(ax, p.rel, drop, f'reliability of discarded: mean {_mean(p.rel[drop]):.2f}', fig)
 
@@ -205,8 +207,8 @@ def _draw_panel(name, ax, p, pal, focus, threshold, fig, names):
         else: labels(p.label, 'ground truth')
     elif name == 'pseudo-label': labels(p.pseudo, 'teacher pseudo-label')
     elif name == 'reliability':
-        if p.rel is None: _blank(ax, 'metric reliability', 'no metric network')
-        else: _unit_map(ax, p.rel, sel, f'metric reliability (mean {_mean(p.rel[sel]):.2f})', fig)
+        if p.rel is None: _blank(ax, 'reliability', 'no reliability map')
+        else: _unit_map(ax, p.rel, sel, f'{p.rel_name} reliability (mean {_mean(p.rel[sel]):.2f})'.lstrip(), fig)
     elif name == 'confidence': _unit_map(ax, p.conf, sel, f'softmax confidence (mean {_mean(p.conf[sel]):.2f})', fig)
     elif name == 'student':
         if p.pred is None: _blank(ax, 'student prediction', 'no student')
@@ -300,11 +302,11 @@ class Predictions:
     def __init__(self,
                  teacher,  # the teacher (or any model returning `SegOutput`); gives pseudo-labels and features
                  student=None,  # the student, for its prediction panel
-                 learner=None,  # a `metric.MetricLearner`, for the reliability map
+                 reliability=None,  # a reliability strategy (chapter 03b: the run's own, `saved_reliability`), for its map
                  device=None,  # where to run; default: the teacher's device
                  protocol=None,  # protocol name or `data.Protocol` (class names and colours for the explorer)
                  max_cache:int=32):  # images kept in the cache
-        self.teacher, self.student, self.learner, self.protocol = teacher, student, learner, protocol
+        self.teacher, self.student, self.reliability, self.protocol = teacher, student, reliability, protocol
         self.device = torch.device(device) if device is not None else next(teacher.parameters()).device
         self.max_cache, self.n_computed = max_cache, 0
         self._cache = collections.OrderedDict()
@@ -321,11 +323,10 @@ def predict(self:Predictions, item:dict) -> ImagePred:
                          f"{getattr(img, 'dtype', type(img))} {tuple(getattr(img, 'shape', ()))}")
     size = img.shape[-2:]
     x = img[None].to(self.device).float() / 255
-    with _eval_mode(self.teacher): out = self.teacher(x)
-    probs = upsample(out.logits.float(), size).softmax(1)
-    conf, pseudo = probs.max(1)
+    with _eval_mode(self.teacher): t = teacher_of(self.teacher(x), size)
+    probs, conf, pseudo = t.probs, t.conf, t.pseudo
     ent = -(probs * probs.clamp_min(1e-12).log()).sum(1) / math.log(probs.shape[1])
-    rel = None if self.learner is None else to_np(self.learner.reliability(out.feats, pseudo, size)[0])
+    rel = None if self.reliability is None else to_np(self.reliability(t)[0])
     pred = None
     if self.student is not None:
         with _eval_mode(self.student): pred = to_np(upsample(self.student(x).logits.float(), size).argmax(1)[0])
@@ -334,7 +335,7 @@ def predict(self:Predictions, item:dict) -> ImagePred:
     else: label = None
     self.n_computed += 1
     return ImagePred(str(item.get('name', '')), image_hwc(img), to_np(pseudo[0]), to_np(conf[0]),
-                     to_np(ent[0].clamp(0, 1)), rel, pred, label)
+                     to_np(ent[0].clamp(0, 1)), rel, pred, label, getattr(self.reliability, 'name', None) or '')
 
 @patch
 def get(self:Predictions, dataset, index:int) -> ImagePred:
@@ -348,15 +349,6 @@ def get(self:Predictions, dataset, index:int) -> ImagePred:
     return res
 
 # %% ../nbs/06_viz.ipynb #a8bb5ddb
-METRIC_FORMAT = 'sfda_nb/metric/1'
-
-def load_learner(path, device='cpu') -> metric.MetricLearner:
-    "A `MetricLearner` from a run's `metric.pt`."
-    ck = load_checkpoint(path, map_location='cpu')
-    if not isinstance(ck, dict) or ck.get('format') != METRIC_FORMAT or 'kwargs' not in ck:
-        raise ValueError(f"{path} is not an sfda_nb metric checkpoint (a dict with format {METRIC_FORMAT!r}, 'kwargs', 'state_dict')")
-    return metric.MetricLearner.from_checkpoint(ck, device).eval()
-
 def read_metrics(out_dir) -> dict:
     "A run folder's `metrics.json`."
     f = Path(out_dir)/'metrics.json'
@@ -367,16 +359,15 @@ def read_metrics(out_dir) -> dict:
 @patch(cls_method=True)
 def from_run(cls:Predictions, out_dir,  # a run folder written by `train.run`
               device='auto') -> Predictions:  # where to run the models
-    "Predictions from a finished run's teacher, student and metric network."
+    "Predictions from a finished run's teacher, student and reliability strategy (its own, whichever it is)."
     out, device = Path(out_dir), get_device(device)
     if not (out/'teacher.pt').is_file():
         raise FileNotFoundError(f"{out} has no teacher.pt: expected a finished train.run folder "
-                                f"(metrics.json, teacher.pt, student.pt, and metric.pt for STvM)")
+                                f"(metrics.json, teacher.pt, student.pt, and what its reliability strategy saved)")
     teacher, meta = models.load_model(out/'teacher.pt', device)
     student = models.load_model(out/'student.pt', device)[0] if (out/'student.pt').is_file() else None
-    learner = load_learner(out/'metric.pt', device) if (out/'metric.pt').is_file() else None
     metrics = read_metrics(out) if (out/'metrics.json').is_file() else {}
-    p = cls(teacher, student, learner, device, protocol=metrics.get('protocol') or meta.get('protocol'))
+    p = cls(teacher, student, saved_reliability(out, teacher, device), device, protocol=metrics.get('protocol') or meta.get('protocol'))
     p.run_dir, p.metrics = out, metrics
     return p
 

@@ -60,7 +60,8 @@ import torch.nn.functional as F
 from types import SimpleNamespace
 from sfda_nb import models, metric
 from sfda_nb.core import IGNORE
-from sfda_nb.viz import Predictions, ReliabilityExplorer, LiveView""",
+from sfda_nb.viz import Predictions, ReliabilityExplorer, LiveView
+from sfda_nb.reliability import MetricReliability""",
     """def toy_dataset(n, seed):
     g = torch.Generator().manual_seed(seed)
     items = []
@@ -80,7 +81,7 @@ for _ in range(8):  # a few steps, so that confidences spread out
     loss = F.cross_entropy(F.interpolate(net(x).logits, size=y.shape[-2:], mode='bilinear'), y)
     opt.zero_grad(); loss.backward(); opt.step()
 learner = metric.MetricLearner(8, 3, dim=8, hidden=16, n_per_class=32)
-preds = Predictions(net, net, learner, protocol=proto)""",
+preds = Predictions(net, net, MetricReliability(learner), protocol=proto)""",
     """explorer = ReliabilityExplorer({'val': toy_dataset(3, 0), 'train': toy_dataset(2, 1)}, preds, threshold=0.5)
 explorer""",
     """live = LiveView()  # live=None: it must find JupyterLab's frontend by itself

@@ -8,7 +8,7 @@ from sfda_nb import experiments as ex, models, synth
 
 PLUGIN = '''"A reliability of my own: the teacher's confidence raised to a power."
 from sfda_nb.core import Param
-from sfda_nb.train import RELIABILITY, Reliability
+from sfda_nb.reliability import RELIABILITY, Reliability
 
 @RELIABILITY.register('conf_power')
 class ConfidencePower(Reliability):

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from sfda_nb import metric, models, viz
+from sfda_nb.reliability import MetricReliability
 from sfda_nb.core import IGNORE, upsample
 
 PAL = np.array([[128, 64, 128], [0, 0, 142], [70, 130, 180]], np.uint8)
@@ -56,7 +57,7 @@ def panels(fig):
 
 
 def test_explorer_controls_change_the_figure(setup):
-    preds = viz.Predictions(setup.net, setup.net, setup.learner, protocol=PROTO)
+    preds = viz.Predictions(setup.net, setup.net, MetricReliability(setup.learner), protocol=PROTO)
     unl = toy_dataset(2, seed=5, labels=False)
     ex = viz.ReliabilityExplorer({'val': setup.ds, 'train': unl}, preds, threshold=0.5)
     titles = [a.get_title() for a in panels(ex.fig)]
@@ -110,7 +111,7 @@ def test_explorer_renders_into_its_output_in_a_kernel(setup, monkeypatch):
     ex.focus.value = 0
     assert len(shown) == 3 and shown[-1] is ex.fig  # one figure per render, the latest one
     assert ex.split.layout.display == 'none'  # a single dataset: no split control
-    assert panels(ex.fig)[3].texts[0].get_text() == 'no metric network'
+    assert panels(ex.fig)[3].texts[0].get_text() == 'no reliability map'
     assert panels(ex.fig)[5].texts[0].get_text() == 'no student'
     n = ex.predictions.n_computed
     ex.focus.value = 1; ex.threshold.value = 0.3
@@ -118,11 +119,11 @@ def test_explorer_renders_into_its_output_in_a_kernel(setup, monkeypatch):
 
 
 def test_predictions_from_run_round_trip(setup, tmp_path):
-    preds = viz.Predictions(setup.net, setup.net, setup.learner)
+    preds = viz.Predictions(setup.net, setup.net, MetricReliability(setup.learner))
     models.save_model(tmp_path/'teacher.pt', setup.net, {'method': 'stvm'}, protocol='cs19')
     models.save_model(tmp_path/'student.pt', setup.net, {'method': 'stvm'}, protocol='cs19')
     torch.save(setup.learner.checkpoint(), tmp_path/'metric.pt')
-    (tmp_path/'metrics.json').write_text(json.dumps({'protocol': 'cs19', 'miou': 1.0}))
+    (tmp_path/'metrics.json').write_text(json.dumps({'protocol': 'cs19', 'miou': 1.0, 'reliability': 'metric', 'config': {}}))
     loaded = viz.Predictions.from_run(tmp_path, device='cpu')
     a, b = preds.get(setup.ds, 2), loaded.get(setup.ds, 2)
     np.testing.assert_allclose(a.rel, b.rel, atol=1e-5)
@@ -177,8 +178,8 @@ def test_explorer_on_a_folder_run(tmp_path):
 def test_predictions_on_gpu_come_back_to_the_cpu(setup):
     import copy
     net, learner = copy.deepcopy(setup.net).cuda(), copy.deepcopy(setup.learner).cuda()
-    gpu = viz.Predictions(net, net, learner).get(setup.ds, 0)
-    cpu = viz.Predictions(setup.net, setup.net, setup.learner).get(setup.ds, 0)
+    gpu = viz.Predictions(net, net, MetricReliability(learner)).get(setup.ds, 0)
+    cpu = viz.Predictions(setup.net, setup.net, MetricReliability(setup.learner)).get(setup.ds, 0)
     assert isinstance(gpu.rel, np.ndarray) and isinstance(gpu.pseudo, np.ndarray)
     np.testing.assert_allclose(gpu.conf, cpu.conf, atol=1e-3)
     fig = viz.explorer_panels(gpu, PAL)
@@ -249,7 +250,7 @@ def test_live_view_updates_a_figure_in_jupyterlab(monkeypatch):
 
 
 def test_diagnostics(setup, tmp_path):
-    preds = viz.Predictions(setup.net, setup.net, setup.learner)
+    preds = viz.Predictions(setup.net, setup.net, MetricReliability(setup.learner))
     sc = viz.pixel_scores(preds, setup.ds, max_pixels=500)
     assert len(sc['correct']) == 4 * 500
     from sklearn.metrics import roc_auc_score
@@ -279,7 +280,7 @@ def test_diagnostics(setup, tmp_path):
 
 
 def test_threshold_control_reaches_0968_and_discarded_pixels_have_their_own_colour(setup):
-    ex = viz.ReliabilityExplorer(setup.ds, viz.Predictions(setup.net, setup.net, setup.learner, protocol=PROTO), index=3)
+    ex = viz.ReliabilityExplorer(setup.ds, viz.Predictions(setup.net, setup.net, MetricReliability(setup.learner), protocol=PROTO), index=3)
     th = ex.threshold
     assert (th.step, th.readout_format, f'{th.value:.4f}') == (0.0001, '.4f', '0.9680')  # DACS's default; 4 digits: 0.9999 is not 1
     assert 'confidence ≥ 0.9680 discards' in ex.summary()
@@ -301,7 +302,7 @@ def test_threshold_control_reaches_0968_and_discarded_pixels_have_their_own_colo
 
 def test_explorer_zooms_one_panel_to_the_image_size(setup):
     items = toy_dataset(1, H=512, W=1024)  # a Cityscapes-sized image
-    ex = viz.ReliabilityExplorer(items, viz.Predictions(setup.net, setup.net, setup.learner, protocol=PROTO))
+    ex = viz.ReliabilityExplorer(items, viz.Predictions(setup.net, setup.net, MetricReliability(setup.learner), protocol=PROTO))
     assert ex.fig.get_size_inches()[0] * ex.fig.dpi == 1300 and len(panels(ex.fig)) == 9
     ex.zoom.value = 'pseudo-label'
     assert [a.get_title() for a in ex.fig.axes] == ['teacher pseudo-label']
@@ -426,7 +427,7 @@ def test_explorer_outside_a_watched_notebook_shows_its_figure_not_a_widget_repr(
     "In the docs or papermill (no live frontend) the explorer displays its summary and figure, never `VBox(children=...)`."
     shown = []
     monkeypatch.setenv('IN_TEST', '1'); monkeypatch.setattr(viz, 'display', shown.append)
-    ex = viz.ReliabilityExplorer(setup.ds, viz.Predictions(setup.net, setup.net, setup.learner, protocol=PROTO), index=1)
+    ex = viz.ReliabilityExplorer(setup.ds, viz.Predictions(setup.net, setup.net, MetricReliability(setup.learner), protocol=PROTO), index=1)
     shown.clear(); ex._ipython_display_()
     assert [type(x).__name__ for x in shown] == ['HTML', 'Figure'] and 'discards' in shown[0].data and shown[1] is ex.fig
     monkeypatch.setattr(viz, 'live_frontend', lambda: True)
