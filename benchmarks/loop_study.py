@@ -94,6 +94,10 @@ ROWS = {  # name -> TrainConfig overrides (method included)
     'st_fix_cls': {'method': 'mt_threshold', 'mix': 'none', **FIX, 'loss_norm': 'class'},
     'all_fix_nomix': {'method': 'mt_all', 'mix': 'none', **FIX},
     'st_fix_t09': {'method': 'mt_threshold', 'mix': 'none', **FIX, 'threshold': 0.9},
+    'st_fix_lr25': {'method': 'mt_threshold', 'mix': 'none', **FIX, 'lr': 2.5e-3},  # a smaller step: no early shock to the rare classes?
+    'all_fix_lr25': {'method': 'mt_all', 'mix': 'none', **FIX, 'lr': 2.5e-3},
+    'gf_fix_lr25': {'method': 'gt_filtered', **FIX, 'lr': 2.5e-3},
+    'st_fix_h1': {'method': 'mt_threshold', 'mix': 'none', **FIX, 'head_lr_mult': 1.0},
     'st_def_lr1e-3': {'method': 'mt_threshold', 'mix': 'none', **DEF, 'lr': 1e-3},  # the chosen loop at the old learning rate
 }
 

@@ -21,16 +21,17 @@ from .core import IGNORE, ConfigError, DataError, DatasetMissing, UnreadableFile
 
 # %% auto #0
 __all__ = ['CLASS_NAMES19', 'PALETTE19', 'ID2TRAIN', 'CS_ID_KNOWN', 'PROTOCOLS', 'SYNTHIA_CLASSES', 'SYNTHIA2TRAIN',
-           'SYNTHIA_KNOWN', 'SIZE_MISMATCH', 'NTHU_CITIES', 'RENDER_HINT', 'DATASETS', 'FOLDER', 'IMAGE_SUFFIXES',
-           'FOLDER_ENCODINGS', 'FOLDER_OPTIONS', 'FOLDER_MAX_SIZE', 'TRAINID2TRAIN', 'TRAINID_KNOWN', 'Protocol',
-           'get_protocol', 'palette_of', 'colorize', 'palette_legend', 'decode_label', 'read_rgb', 'image_size',
-           'read_index_png', 'read_synthia_label', 'ItemKey', 'item_seed', 'resize_image', 'resize_label',
+           'SYNTHIA_KNOWN', 'SIZE_MISMATCH', 'NTHU_CITIES', 'RENDER_HINT', 'DATASETS', 'FOLDER', 'STANDARD_TARGET',
+           'IMAGE_SUFFIXES', 'FOLDER_ENCODINGS', 'FOLDER_OPTIONS', 'FOLDER_MAX_SIZE', 'TRAINID2TRAIN', 'TRAINID_KNOWN',
+           'Protocol', 'get_protocol', 'palette_of', 'colorize', 'palette_legend', 'decode_label', 'read_rgb',
+           'image_size', 'read_index_png', 'read_synthia_label', 'ItemKey', 'item_seed', 'resize_image', 'resize_label',
            'SizeMismatchWarning', 'size_mismatches', 'SegDataset', 'UnknownLabelWarning', 'holdout_split',
            'GTA5Dataset', 'SynthiaDataset', 'CityscapesDataset', 'NTHUDataset', 'Resize', 'Compose', 'TrainTransform',
            'DatasetSpec', 'register_dataset', 'dataset_spec', 'eval_split', 'is_rendered', 'real_name', 'city_of',
-           'default_protocol', 'get_dataset', 'collate', 'batch_to', 'BatchStream', 'eval_loader', 'FolderWarning',
-           'read_palette_label', 'scan_folder', 'FolderDataset', 'folder_size', 'parse_folder', 'folder_spec',
-           'folder_fingerprint', 'input_size', 'dataset_slug']
+           'default_target', 'nthu_cities', 'published_settings', 'default_protocol', 'get_dataset', 'collate',
+           'batch_to', 'BatchStream', 'eval_loader', 'FolderWarning', 'read_palette_label', 'scan_folder',
+           'FolderDataset', 'folder_size', 'parse_folder', 'folder_spec', 'folder_fingerprint', 'input_size',
+           'dataset_slug']
 
 # %% ../nbs/01_data.ipynb #b24ead96
 _TRAIN_ROWS = sorted((l for l in cs_labels.labels if 0 <= l.trainId < IGNORE), key=lambda l: l.trainId)
@@ -589,6 +590,22 @@ def real_name(name:str) -> str:
 def city_of(name:str) -> Optional[str]:
     "The NTHU city of `name` ('Rome'), or None."
     return dataset_spec(name).city
+
+STANDARD_TARGET = 'cityscapes'  # the target of the synthetic-to-real settings, and a source model's default scoring set
+
+def default_target(source:str) -> Optional[str]:
+    "The dataset a source model is scored on when none is named: Cityscapes, or its embedded twin for a rendered source (None when that is the source itself)."
+    t = dataset_spec(STANDARD_TARGET).twin if is_rendered(source) else STANDARD_TARGET
+    return None if t == source else t
+
+def nthu_cities() -> tuple:
+    "The real NTHU cities' dataset names, in the registry's (the paper's column) order."
+    return tuple(n for n, s in DATASETS.items() if s.city and not s.rendered)
+
+def published_settings() -> dict:
+    "The published settings by name, as (source, target) real datasets: GTA5 and SYNTHIA to Cityscapes, Cityscapes to each NTHU city."
+    return {'gta5_cityscapes': ('gta5', STANDARD_TARGET), 'synthia_cityscapes': ('synthia', STANDARD_TARGET),
+            **{f'{STANDARD_TARGET}_{t}': (STANDARD_TARGET, t) for t in nthu_cities()}}
 
 def default_protocol(source:str,  # source dataset name, e.g. 'gta5' or 'synth_synthia'
                      target:str,  # target dataset name, e.g. 'cityscapes' or 'synth_nthu_rome'

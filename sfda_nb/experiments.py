@@ -16,6 +16,7 @@ import psutil
 import yaml
 
 from .core import project_root, default_runs_root, frozen_config, config_dict, parse_kv, parse_value, ConfigError, write_text_atomic
+from .data import nthu_cities, published_settings
 
 # %% auto #0
 __all__ = ['TRAIN_NOTEBOOK', 'EXEC_KEYS', 'RELIABILITIES', 'MIXES', 'NTHU_TARGETS', 'PUBLISHED', 'ABLATION_BASE', 'KERNEL_NAME',
@@ -32,9 +33,8 @@ TRAIN_NOTEBOOK = 'nbs/05_train.ipynb'  # the experiment, relative to the project
 EXEC_KEYS = frozenset({'out_dir', 'resume', 'threads', 'num_workers', 'device', 'data_root'})  # how, not what
 RELIABILITIES = ('none', 'threshold', 'confidence', 'metric')  # ablation rows
 MIXES = ('none', 'classmix', 'mocm')  # ablation columns
-NTHU_TARGETS = ('nthu_rome', 'nthu_rio', 'nthu_tokyo', 'nthu_taipei')  # NTHU's cities, in the paper's column order
-PUBLISHED = {'gta5_cityscapes': ('gta5', 'cityscapes'), 'synthia_cityscapes': ('synthia', 'cityscapes'),
-             **{f'cityscapes_{t}': ('cityscapes', t) for t in NTHU_TARGETS}}  # the published settings, by real dataset
+NTHU_TARGETS = nthu_cities()  # NTHU's cities, in the paper's column order (the dataset registry's facts, chapter 01)
+PUBLISHED = published_settings()  # the published settings, by real dataset
 
 def method_order(controls:bool=False) -> tuple:
     "The methods in the tables' row order: the keys of the training chapter's `METHODS` (read at each call), calibration controls only if asked."

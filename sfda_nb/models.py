@@ -504,7 +504,7 @@ def source_protocol(source:str, target:Optional[str]=None, protocol:Optional[str
     "The protocol name of a source model: `protocol`, else the default for source → target (Cityscapes if None)."
     from sfda_nb import data
     if protocol is not None: return data.get_protocol(protocol).name
-    return data.default_protocol(source, target or 'cityscapes')
+    return data.default_protocol(source, target or data.default_target(source) or source)
 
 def _eval_sets(cfg:SourceConfig, protocol, root) -> dict:
     "The splits a source run is scored on ('<dataset>/<split>' -> dataset), opened before training so that they fail first."
@@ -703,7 +703,7 @@ def cached_source(source:str='synth_gta5', protocol:Optional[str]=None, arch:str
     if 'out' in overrides: raise ConfigError("source_checkpoint chooses the path itself; call train_source(cfg) to set out=")
     from sfda_nb import data
     proto = source_protocol(source, target, protocol)
-    if target is None and data.is_rendered(source) and proto != 'nthu13': target = data.dataset_spec('cityscapes').twin
+    if target is None and data.is_rendered(source): target = data.default_target(source)  # the embedded Cityscapes, unless it is the source
     cfg = frozen_config(SourceConfig, {'source': source, 'protocol': proto, 'arch': arch, 'target': target, **overrides})
     cache = Path(cache_dir) if cache_dir else default_runs_root()/'source_models'
     return cfg, cache/f'{source}-{proto}-{arch}-{source_key(cfg)}.pt'
