@@ -85,7 +85,7 @@ def table(setting, out:Path):
                    mt_threshold_s0=get('mt_threshold_nomix_s0'), mt_threshold_s0_3x=get('mt_threshold_nomix_s0_3x'),
                    mt_threshold_mean=sum(mt)/len(mt) if mt else None, n_mt=len(mt),
                    gap_closed_pct={x['row']: x['gap_closed_pct'] for x in rows if x['gap_closed_pct'] is not None},
-                   loop={k: cfg.get(k) for k in ('iters', 'lr', 'optimizer', 'head_lr_mult', 'weight_decay', 'ema_alpha', 'ema_ramp', 'batch_size', 'crop',
+                   loop={k: cfg.get(k) for k in ('iters', 'lr', 'optimizer', 'head_lr_mult', 'weight_decay', 'teacher_update', 'ema_alpha', 'ema_ramp', 'batch_size', 'crop',
                                                  'target_scale', 'jitter', 'blur', 'student_bn', 'teacher_bn', 'bn_init', 'l2sp_weight', 'div_weight', 'loss_norm')},
                    source_train_seconds=ms['source_only']['source_ckpt'].get('train_seconds'),
                    oracle_train_seconds=ms['oracle']['source_ckpt'].get('train_seconds') if orc is not None else None,

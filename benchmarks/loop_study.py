@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibrate import SETTINGS
 
 BASE = dict(optimizer='sgd', lr=1e-3, head_lr_mult=1.0, weight_decay=5e-4, iters=200, crop=[128, 128], target_scale=[0.5, 1.5],
-            jitter=0.2, blur=0.5, ema_alpha=0.99, ema_ramp=True, teacher_bn='ema', bn_init=0, l2sp_weight=0.0, div_weight=0.0,
+            jitter=0.2, blur=0.5, ema_alpha=0.99, ema_ramp=True, teacher_update='ema', teacher_bn='ema', bn_init=0, l2sp_weight=0.0, div_weight=0.0,
             loss_norm='mean')  # every row starts from the loop's settings before this study (SGD 1e-3, 128² rescaled crops, strong augmentation)
 GT = {'optimizer': 'adamw', 'lr': 2e-3, 'weight_decay': 1e-4, 'crop': [128, 256], 'target_scale': [1.0, 1.0], 'jitter': 0.0}  # the source recipe's
 G3 = {**GT, 'iters': 300}

@@ -143,11 +143,17 @@ def expected_config(params:dict, notebook=None) -> dict:
         return identity(config_dict(frozen_config(TrainConfig, params)))
     return identity(params)
 
+def _with_legacy(cfg:dict) -> dict:
+    "A recorded training config with the parameters it predates as its code ran them (`train.with_legacy`)."
+    try: from sfda_nb.train import with_legacy
+    except ImportError: return cfg
+    return with_legacy(cfg)
+
 def config_matches(recorded:dict,  # the `config` a finished run wrote into metrics.json
                    params:dict,  # the parameters the run was given
                    expected:Optional[dict]=None) -> bool:  # the full expected identity config (default: `params`)
     "True when `recorded` has every key `params` sets and agrees with `expected` on every key they share."
-    rec, expected = identity(recorded), identity(expected if expected is not None else params)
+    rec, expected = identity(_with_legacy(recorded)), identity(expected if expected is not None else params)
     return all(k in rec for k in identity(params)) and all(rec[k] == v for k, v in expected.items() if k in rec)
 
 # %% ../nbs/07_experiments.ipynb #3f0a673d
@@ -354,7 +360,7 @@ def _train_defaults() -> dict:
 def changed_params(cfg:dict) -> dict:
     "The parameters of a recorded config that differ from the defaults, seed aside (a parameter absent there, as in runs recorded before it existed, does not count)."
     d = _train_defaults()
-    return {k: v for k, v in sorted(identity(cfg).items()) if k != 'seed' and not (k in d and d[k] == v)}
+    return {k: v for k, v in sorted(identity(_with_legacy(cfg)).items()) if k != 'seed' and not (k in d and d[k] == v)}
 
 def config_id(cfg:dict) -> str:
     "8 hex digits naming what a run computed, seed aside: a hash of `changed_params`."

@@ -166,11 +166,12 @@ class EMATeacher(nn.Module):
     def __init__(self,
                  student:nn.Module,  # the model to follow; deep-copied
                  alpha:float=0.999,  # the EMA cap α (0.999 in the field's 20k-iteration runs; 0.99 for short CPU runs)
-                 bn:str='ema'):  # BN running statistics: 'ema' (averaged like weights), 'copy' or 'keep'
+                 bn:str='ema',  # BN running statistics: 'ema' (averaged like weights), 'copy' or 'keep'
+                 follow:bool=True):  # False: the teacher never moves (a fixed pseudo-labeller; `update` only counts)
         super().__init__()
         if bn not in EMA_BN_MODES: raise ValueError(f"bn={bn!r} is unknown; valid ones are {EMA_BN_MODES}")
         if not 0.0 <= alpha < 1.0: raise ValueError(f"alpha={alpha} should be in [0, 1)")
-        self.model, self.alpha, self.bn = copy.deepcopy(unwrap(student)), alpha, bn
+        self.model, self.alpha, self.bn, self.follow = copy.deepcopy(unwrap(student)), alpha, bn, follow
         for p in self.model.parameters(): p.requires_grad_(False); p.grad = None
         self.register_buffer('step', torch.zeros((), dtype=torch.long))  # updates so far: drives the warm-up
         self.train(False)
@@ -219,6 +220,9 @@ def _matching(teacher_items, student_items, what):
 @torch.no_grad()
 def _ema_update(self, student:nn.Module) -> float:
     "Move the teacher towards `student` by one EMA step; return the α used."
+    if not self.follow:  # a fixed teacher: α = 1, it only counts
+        self.step += 1
+        return 1.0
     student = unwrap(student)
     a = ema_alpha(int(self.step), self.alpha)
     ps = _matching(self.model.named_parameters(), student.named_parameters(), 'parameters')

@@ -20,17 +20,17 @@ from .models import Teacher  # what the teacher says about a batch (chapter 02: 
 from .reliability import RELIABILITY, Reliability, teacher_of  # the reliability strategies (chapter 03b)
 
 # %% auto #0
-__all__ = ['PRESETS', 'OBJECTIVES', 'LABELS', 'METHODS', 'CHOICES', 'STATE_FORMAT', 'RESUME_FREE', 'IN_NAME', 'load_plugins',
-           'TrainConfig', 'Field', 'config_fields', 'strategy_fields', 'parameter_fields', 'parameters_cell',
-           'with_preset', 'weighted_ce', 'PseudoCE', 'neg_diversity', 'l2_to_start', 'Entropy', 'BNStats',
-           'TeacherLabels', 'GroundTruth', 'GroundTruthFiltered', 'Method', 'Plan', 'defined_on', 'resolve',
+__all__ = ['PRESETS', 'OBJECTIVES', 'LABELS', 'METHODS', 'CHOICES', 'STATE_FORMAT', 'RESUME_FREE', 'IN_NAME', 'LEGACY',
+           'load_plugins', 'TrainConfig', 'Field', 'config_fields', 'strategy_fields', 'parameter_fields',
+           'parameters_cell', 'with_preset', 'weighted_ce', 'PseudoCE', 'neg_diversity', 'l2_to_start', 'Entropy',
+           'BNStats', 'TeacherLabels', 'GroundTruth', 'GroundTruthFiltered', 'Method', 'Plan', 'defined_on', 'resolve',
            'bn_affine', 'make_optimizer', 'Update', 'ScaledUpdate', 'Adaptation', 'precision', 'build_adaptation',
            'StepOutput', 'teacher_view', 'batch_statistics', 'estimate_bn', 'adapt_step', 'Local', 'Run', 'next_batch',
            'fit', 'Callback', 'PolyLR', 'score', 'evaluate_pair', 'Evaluate', 'NonFiniteLoss', 'NanGuard',
            'check_finite', 'JsonLog', 'PseudoLabelQuality', 'pl_quality', 'BNInit', 'state_dict', 'load_state',
-           'Checkpoint', 'Progress', 'identity', 'render_version', 'stored_identity', 'differences', 'changed_inputs',
-           'run_dir', 'RunExists', 'stored_run', 'check_out_dir', 'source_model', 'open_target', 'prepare', 'summarize',
-           'save_run', 'run']
+           'Checkpoint', 'Progress', 'identity', 'render_version', 'with_legacy', 'stored_identity', 'differences',
+           'changed_inputs', 'run_dir', 'RunExists', 'stored_run', 'check_out_dir', 'source_model', 'open_target',
+           'prepare', 'summarize', 'save_run', 'run']
 
 # %% ../nbs/05_train.ipynb #4180a29a
 def load_plugins(names:str):
@@ -62,7 +62,8 @@ class TrainConfig:
     optimizer: str = 'sgd'  # sgd (momentum 0.9) | adamw (teaches ground truth faster, but its normalised steps collapse pseudo-label learning)
     weight_decay: float = 5e-4  # weight decay
     poly_power: float = 0.9  # poly learning-rate decay power
-    ema_alpha: float = 0.98  # teacher EMA rate (0.999 for 20k-iteration runs; 0.98 here: a 50-step horizon in a 400-step run)
+    ema_alpha: float = 0.98  # teacher EMA rate with teacher_update=ema (0.999 for 20k-iteration runs; 0.98: a 50-step horizon in a 400-step run)
+    teacher_update: str = 'none'  # how the teacher follows the student: none (the AdaBN-started source model labels every step and the student is the adapted model; chosen with ground truth, results/calibration) | ema (the mean teacher moves toward the student at ema_alpha and is the adapted model, as in the field)
     ema_ramp: bool = True  # the mean-teacher warm-up min(1 - 1/(t+1), ema_alpha): early student steps pass into the teacher almost whole (False: ema_alpha from the first step)
     teacher_bn: str = 'ema'  # teacher BatchNorm: ema (running statistics averaged from the student's, which saw mixed, augmented batches) | batch (the teacher normalises each clean target batch with its own statistics, as DACS's teacher in train mode; its running statistics, which evaluation uses, follow those batches)
     bn_init: int = 20  # self-training starts where AdaBN ends: target batches whose BatchNorm statistics replace the source's in teacher and student before the first step (0: off)
@@ -157,7 +158,7 @@ PRESETS = {  # name -> the values of the loop's settings it stands for
     'embedded': {},  # the TrainConfig defaults themselves
     'deeplabv2': dict(arch='deeplabv2_r101', optimizer='sgd', lr=2.5e-4, head_lr_mult=10.0, weight_decay=5e-4, poly_power=0.9,
                       crop=(512, 512), batch_size=2, iters=20000, ema_alpha=0.999, target_scale=(0.5, 1.5), jitter=0.2, blur=0.5,
-                      teacher_bn='batch', eval_every=2000),
+                      teacher_bn='batch', teacher_update='ema', eval_every=2000),
 }
 
 def with_preset(cfg:TrainConfig) -> TrainConfig:
@@ -296,7 +297,7 @@ class Plan(NamedTuple):
     target: data.DatasetSpec
 
 CHOICES = {  # the other string parameters and their valid values
-    'student_bn': models.BN_POLICIES, 'teacher_bn': ('ema', 'batch'), 'report': ('auto', 'teacher', 'student'),
+    'student_bn': models.BN_POLICIES, 'teacher_bn': ('ema', 'batch'), 'teacher_update': ('none', 'ema'), 'report': ('auto', 'teacher', 'student'),
     'amp': ('none', 'bf16', 'fp16'), 'optimizer': ('sgd', 'adamw'), 'size_mismatch': data.SIZE_MISMATCH}  # the loop's own; a strategy checks its own (`Strategy.check`)
 
 def defined_on(method:str, target) -> bool:
@@ -332,7 +333,9 @@ def resolve(cfg:TrainConfig) -> Plan:
     if not cfg.source_ckpt and not (target if m.model == 'target' else source).rendered:
         raise ConfigError(f"{start!r} is a real dataset: pass source_ckpt=<path to the model trained on it> "
                           f"(an sfda_nb checkpoint or one of the field's DeepLabV2 checkpoints, see nbs/02a_deeplab)")
-    return Plan(m, rel, mix, m.report if cfg.report == 'auto' else cfg.report, source, target)
+    report = m.report if cfg.report == 'auto' else cfg.report
+    if cfg.report == 'auto' and report == 'teacher' and cfg.teacher_update == 'none': report = 'student'  # a fixed teacher is not the adapted model
+    return Plan(m, rel, mix, report, source, target)
 
 # %% ../nbs/05_train.ipynb #2e548960
 def bn_affine(model:nn.Module) -> list:
@@ -417,7 +420,8 @@ def build_adaptation(cfg:TrainConfig,  # the run's config
     "Every part of an adaptation run, built in one place and in a fixed order."
     plan = plan or resolve(cfg)
     if cfg.channels_last: student = student.to(memory_format=torch.channels_last)
-    teacher = models.EMATeacher(student, alpha=cfg.ema_alpha, bn='keep' if cfg.teacher_bn == 'batch' else 'ema')
+    teacher = models.EMATeacher(student, alpha=cfg.ema_alpha, bn='keep' if cfg.teacher_bn == 'batch' else 'ema',
+                                follow=cfg.teacher_update == 'ema')
     if not cfg.ema_ramp: teacher.step.fill_(math.ceil(1 / (1 - cfg.ema_alpha)))  # past the warm-up: α from the first update
     ctx = Context(student, num_classes, torch.device(device))
     rel = RELIABILITY.build(plan.reliability or 'none', cfg, ctx)  # source_only: never stepped
@@ -757,9 +761,15 @@ def render_version(cfg:TrainConfig) -> Optional[int]:
     if not (data.is_rendered(cfg.source) or data.is_rendered(cfg.target)): return None
     from sfda_nb import synth; return synth.RENDER_VERSION
 
+LEGACY = {'teacher_update': 'ema'}  # a parameter added later -> the value that reproduces the runs recorded before it existed
+
+def with_legacy(config:dict) -> dict:
+    "A recorded config with the parameters it predates filled in as its code ran them (`LEGACY`)."
+    return {**LEGACY, **config} if config else dict(config)
+
 def stored_identity(rec:dict) -> dict:
     "`identity` of a run as it recorded itself (metrics.json, or a resumable state): what it was made with."
-    d = {k: v for k, v in rec.get('config', {}).items() if k not in RESUME_FREE}
+    d = {k: v for k, v in with_legacy(rec.get('config', {})).items() if k not in RESUME_FREE}
     sha = (rec.get('source_ckpt') or {}).get('sha256')
     if d.get('source_ckpt'):  # compared by content; a record without its sha256 (a resumable state) leaves it out
         if sha: d['source_ckpt'] = 'sha256:' + sha
