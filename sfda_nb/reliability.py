@@ -17,8 +17,8 @@ from . import metric, models
 from .models import Teacher, SegOutput
 
 # %% auto #0
-__all__ = ['RELIABILITY', 'teacher_of', 'Reliability', 'NoReliability', 'ThresholdReliability', 'ConfidenceReliability',
-           'ClassBalancedReliability', 'MetricReliability', 'defaults', 'saved_reliability']
+__all__ = ['RELIABILITY', 'teacher_of', 'Reliability', 'NoReliability', 'ThresholdReliability', 'ThresholdShareReliability',
+           'ConfidenceReliability', 'ClassBalancedReliability', 'MetricReliability', 'defaults', 'saved_reliability']
 
 # %% ../nbs/03b_reliability.ipynb #f003b845
 def teacher_of(out:SegOutput,  # a network's output (logits, encoder features)
@@ -55,6 +55,12 @@ class ThresholdReliability(Reliability):
     @classmethod
     def build(cls, cfg, ctx): return cls(cfg.threshold)
     def __call__(self, t): return (t.conf >= self.threshold).float()
+
+@RELIABILITY.register('threshold_uniform')
+class ThresholdShareReliability(ThresholdReliability):
+    "Every pseudo-label weighted by one number, the batch's share of pixels whose confidence reaches the threshold (DACS's and DAFormer's code)."
+    maps = False  # the same weight on every pixel of a batch
+    def __call__(self, t): return (t.conf >= self.threshold).float().mean() * torch.ones_like(t.conf)
 
 @RELIABILITY.register('confidence')
 class ConfidenceReliability(Reliability):
