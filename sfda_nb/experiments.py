@@ -548,7 +548,8 @@ def ablation_table(df:pd.DataFrame, source:str, target:str) -> pd.DataFrame:
 
 def detail_table(df:pd.DataFrame) -> pd.DataFrame:
     "Every setting and method: source model, teacher and student mIoU, last and best (best = selected on the target split)."
-    d = df.assign(setting=df.source + ' → ' + df.target, label=labels(df))
+    d = df.assign(setting=df.source + ' → ' + df.target)
+    d = d.assign(label=pd.concat([labels(g) for _, g in d.groupby('setting', sort=False)]))  # runs differ within a setting only
     cols = ['source_miou', 'teacher_last', 'teacher_best', 'student_last', 'student_best']
     g = d.groupby(['setting', 'label'], sort=False)
     t = pd.concat([g[cols].mean(), g[cols].std(ddof=1).add_suffix('_std')], axis=1)[[x for c in cols for x in (c, f'{c}_std')]]
