@@ -227,6 +227,9 @@ def mix_figure(x:torch.Tensor,        # N×3×H×W images in [0, 1] (N ≥ 2)
     if strong: panels.append((strong_augment(xm, generator, p_jitter=1., p_blur=1.)[i].permute(1, 2, 0), 'strong view', {}))
     fig, axs = plt.subplots(1, len(panels), figsize=(2.4 * len(panels), 2.6))
     for ax, (im, title, kw) in zip(axs, panels):
-        ax.imshow(im.detach().cpu(), **kw); ax.set_title(title, fontsize=9); ax.axis('off')
-    fig.suptitle(type(mixer).__name__, fontsize=10); fig.tight_layout()
+        ax.imshow(im.detach().cpu(), **kw)
+        ax.set_title(title, fontsize=9)
+        ax.axis('off')
+    fig.suptitle(type(mixer).__name__, fontsize=10)
+    fig.tight_layout()
     return fig

@@ -20,21 +20,27 @@ def config_parser(prog='demo') -> argparse.ArgumentParser:
     "An argparse parser with one `--name` option per `TrainConfig` field, its comment as help."
     p = argparse.ArgumentParser(prog=f'sfda_nb {prog}', description='Adapt a source model to a target domain (05_train).')
     for f in train.parameter_fields():  # the loop's and every registered strategy's (a plugin's too, once loaded)
-        alias = [f'--{f.name.replace("_", "-")}'] if '_' in f.name else []  # --batch-size as predict spells it, or --batch_size
-        p.add_argument(f'--{f.name}', *alias, dest=f.name, default=None, metavar=f.type.upper(), help=f'{f.comment} (default {f.default})'.replace('%', '%%'))  # argparse formats help with %
+        # --batch-size as predict spells it, or --batch_size
+        alias = [f'--{f.name.replace("_", "-")}'] if '_' in f.name else []
+        # argparse formats help with %
+        p.add_argument(f'--{f.name}', *alias, dest=f.name, default=None, metavar=f.type.upper(), help=f'{f.comment} (default {f.default})'.replace('%', '%%'))
     p.add_argument('--debug', action='store_true', help='show the full traceback of an error')
     p.add_argument('--baseline', default='adabn', choices=['adabn', 'none'], help='demo: also run AdaBN, for comparison (default adabn)')
     return p
 
 def parse_config(argv) -> train.TrainConfig:
     "A `TrainConfig` from command-line options (`frozen_config` reads each value's text by its field's type)."
-    pre = argparse.ArgumentParser(add_help=False); pre.add_argument('--plugins', default='')
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument('--plugins', default='')
     train.load_plugins(pre.parse_known_args(argv)[0].plugins)  # their strategies' parameters become options
-    ns = vars(config_parser().parse_args(argv)); ns.pop('debug'); ns.pop('baseline')
+    ns = vars(config_parser().parse_args(argv))
+    ns.pop('debug')
+    ns.pop('baseline')
     return frozen_config(train.TrainConfig, {k: v for k, v in ns.items() if v is not None})  # text read by field type
 
 # %% ../nbs/09_cli.ipynb #31b9ede0
-EXPECTED = (Expected, FileExistsError, FileNotFoundError, train.NonFiniteLoss)  # errors a user can fix from the message (`core.Expected`: ConfigError, DataError, …)
+# errors a user can fix from the message (`core.Expected`: ConfigError, DataError, …)
+EXPECTED = (Expected, FileExistsError, FileNotFoundError, train.NonFiniteLoss)
 
 def stored_oracle(cfg, root=None) -> Optional[dict]:
     "The committed calibration's oracle for `cfg`'s setting and the rendered version in use, or None."
@@ -89,14 +95,16 @@ def report(ms:dict, cfg, seconds:float, oracle:Optional[dict]=None) -> str:
 # %% ../nbs/09_cli.ipynb #32aef86c
 def demo(argv=()) -> dict:
     "Render, train the source model, adapt with AdaBN and with the chosen method; print both against source-only and the oracle."
-    cfg = train.with_preset(parse_config(list(argv))); t0 = time.time()  # the values the runs use, for the report's header too
+    cfg = train.with_preset(parse_config(list(argv)))  # the values the runs use, for the report's header too
+    t0 = time.time()
     from sfda_nb import scale
     base, plan = config_parser().parse_args(list(argv)).baseline, train.resolve(cfg)  # every name checked first
     methods = [base] if base != 'none' and plan.method.adapts and cfg.method != base else []
     cfgs = {m: dataclasses.replace(cfg, method=m, out_dir=f'{cfg.out_dir}-{m}' if cfg.out_dir else '') for m in methods}
     cfgs[cfg.method] = cfg
     env = scale.environment(cfg)  # torchrun's processes, else None (one process)
-    ms = {m: train.run(c, env=env) for m, c in cfgs.items()}  # a run finished with the same parameters is shown again, not re-run
+    # a run finished with the same parameters is shown again, not re-run
+    ms = {m: train.run(c, env=env) for m, c in cfgs.items()}
     if env is None or env.is_main: print('\n' + report(ms, cfg, time.time() - t0, stored_oracle(cfg)))
     return ms[cfg.method]
 
@@ -104,8 +112,10 @@ def render(argv=()):
     "Render (or confirm the cache of) the embedded benchmark."
     from sfda_nb import synth
     p = argparse.ArgumentParser(prog='sfda_nb render')
-    p.add_argument('--root', default=str(default_data_root())); p.add_argument('--seed', type=int, default=0)
-    a = p.parse_args(list(argv)); t0 = time.time()
+    p.add_argument('--root', default=str(default_data_root()))
+    p.add_argument('--seed', type=int, default=0)
+    a = p.parse_args(list(argv))
+    t0 = time.time()
     synth.ensure_benchmark(a.root, seed=a.seed)
     print(f"embedded benchmark ready under {a.root} ({time.time() - t0:.1f} s)")
 
@@ -133,12 +143,16 @@ def main(argv=None):
     from sfda_nb import predict
     cmds = {'demo': demo, 'render': render, 'sweep': sweep, 'predict': predict.main_predict, 'export': predict.main_export}
     if not argv or argv[0] not in cmds:
-        if argv[:1] in (['-h'], ['--help']): print(usage()); return
-        print(usage() if not argv else f"unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr); sys.exit(2)
+        if argv[:1] in (['-h'], ['--help']):
+            print(usage())
+            return
+        print(usage() if not argv else f"unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
+        sys.exit(2)
     debug = '--debug' in argv
     try: return cmds[argv[0]]([a for a in argv[1:] if a != '--debug'] if argv[0] != 'demo' else argv[1:])
     except EXPECTED as e:
         if debug: raise
-        print(f"{type(e).__name__}: {e}", file=sys.stderr); sys.exit(2)
+        print(f"{type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(2)
 
 if __name__ == '__main__' and not hasattr(sys, 'ps1') and 'ipykernel' not in sys.modules: main()

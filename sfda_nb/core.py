@@ -8,7 +8,8 @@ import ast, contextlib, dataclasses, hashlib, io, json, os, pickle, random, temp
 from pathlib import Path
 from typing import NamedTuple
 
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # before torch starts OpenMP: waiting threads sleep, not spin (cpu_threads)
+# before torch starts OpenMP: waiting threads sleep, not spin (cpu_threads)
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -54,7 +55,9 @@ def default_runs_root() -> Path:
 # %% ../nbs/00_core.ipynb #977c60c4
 def seed_everything(seed:int) -> torch.Generator:
     "Seed python, numpy and torch; return a CPU generator seeded with `seed` for the method's own draws."
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
 def cpu_threads(n:int=0) -> int:
@@ -177,7 +180,10 @@ REGISTRIES = []  # every `Registry`, in the order made: the strategies whose par
 
 class Registry(dict):
     "Strategies of one kind by name; `@REG.register('name')` adds a class, `REG.build(name, cfg, ctx)` makes one."
-    def __init__(self, kind:str): super().__init__(); self.kind = kind; REGISTRIES.append(self)
+    def __init__(self, kind:str):
+        super().__init__()
+        self.kind = kind
+        REGISTRIES.append(self)
     def register(self, name:str):
         "A class decorator that files the class under `name` (and sets its `.name`); its `params` join the config's."
         def add(cls):
@@ -186,7 +192,9 @@ class Registry(dict):
                 if p.name in known and known[p.name][0] != p:
                     raise ValueError(f"{self.kind} {name!r} declares parameter {p.name!r}, which {known[p.name][1]} declares "
                                      f"differently; choose another name")
-            cls.name = name; self[name] = cls; return cls
+            cls.name = name
+            self[name] = cls
+            return cls
         return add
     def check(self, name:str) -> str:
         "`name`, if registered; else a `ConfigError` that lists the valid names."
@@ -200,7 +208,8 @@ class Registry(dict):
 class Strategy:
     "One named part of a run: it builds itself from the config and owns its parameters, state, optimiser, losses and files."
     name, warmup = None, 0  # `warmup`: update-only iterations it needs before the first student step
-    params = ()  # the `Param`s it reads from the config (`cfg.<name>`); the parameters cell, the CLI and sweeps list them
+    # the `Param`s it reads from the config (`cfg.<name>`); the parameters cell, the CLI and sweeps list them
+    params = ()
     @classmethod
     def build(cls, cfg, ctx=None): return cls()
     @classmethod
@@ -253,8 +262,10 @@ def sha256_file(path, chunk:int=1<<20) -> str:
 @contextlib.contextmanager
 def atomic_path(path):
     "A temporary path beside `path` (same suffix) to write to: renamed onto `path` when the block ends, removed on an error."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}')  # one per process and thread
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # one per process and thread
+    tmp = path.with_name(f'.{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}')
     try:
         yield tmp
         os.replace(tmp, path)
@@ -272,7 +283,9 @@ def save_checkpoint(obj, path, overwrite:bool=False) -> Path:
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     with atomic_path(path) as tmp, open(tmp, 'wb') as f:
-        torch.save(obj, f); f.flush(); os.fsync(f.fileno())
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 class CheckpointError(Expected, ValueError):
@@ -355,7 +368,8 @@ def _looks_like_text(head:bytes) -> bool:
 
 def checkpoint_diagnosis(path, e:Exception=None) -> str:
     "What `path` holds, in words, for the error of a checkpoint torch could not load (`e`: torch's error)."
-    path = Path(path); size = path.stat().st_size
+    path = Path(path)
+    size = path.stat().st_size
     with open(path, 'rb') as f: head = f.read(4096)
     if size == 0: return "an empty file (0 bytes)"
     if head[:4] == b'PK\x03\x04': return _zip_found(path, e)

@@ -141,7 +141,9 @@ def palette_legend(protocol='cs19',  # protocol name or `Protocol`
         r, c = divmod(i, ncols)
         ax.add_patch(plt.Rectangle((c, -r), 0.25, 0.8, color=col / 255))
         ax.text(c + 0.3, -r + 0.4, f'{i:2d} {name}', va='center', fontsize=9)
-    ax.set_xlim(0, ncols); ax.set_ylim(-nrows + 0.8, 0.9); ax.axis('off')
+    ax.set_xlim(0, ncols)
+    ax.set_ylim(-nrows + 0.8, 0.9)
+    ax.axis('off')
     ax.set_title(f'{p.name}: {p.num_classes} classes (ignore = 255, black)')
     return fig
 
@@ -181,7 +183,8 @@ def read_rgb(path) -> np.ndarray:
     "An H×W×3 uint8 RGB image; a missing, unreadable or truncated file raises an error naming it."
     try:
         with Image.open(path) as im:
-            if im.mode.startswith('I'): im = Image.fromarray((np.asarray(im, np.uint32) >> 8).astype(np.uint8))  # 16-bit
+            # 16-bit
+            if im.mode.startswith('I'): im = Image.fromarray((np.asarray(im, np.uint32) >> 8).astype(np.uint8))
             return np.asarray(im.convert('RGB'))
     except FileNotFoundError: raise FileNotFoundError(f"image {path} does not exist") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
@@ -487,7 +490,9 @@ class TrainTransform:
         ch, cw = self.crop or (H, W)
         if self.scale is not None or not self.pad:
             lo, hi = self.scale or (1.0, 1.0)
-            if not self.pad: cover = max(ch / H, cw / W); lo, hi = max(lo, cover), max(hi, cover)
+            if not self.pad:
+                cover = max(ch / H, cw / W)
+                lo, hi = max(lo, cover), max(hi, cover)
             s = lo + (hi - lo) * torch.rand((), generator=g).item()
             size = (max(1, round(H * s)), max(1, round(W * s)))
             if not self.pad: size = (max(size[0], ch), max(size[1], cw))
@@ -525,7 +530,8 @@ def _check_spec(name:str, spec:DatasetSpec):
     get_protocol(spec.protocol)
     bad = [s for s in spec.labelled if s not in spec.cls.splits]
     if bad: raise ConfigError(f"dataset {name!r}: labelled splits {bad} are not splits of {spec.cls.__name__} {spec.cls.splits}")
-    if spec.labelled and spec.eval_split not in spec.labelled:  # unlabelled (a folder): eval_split is held out for diagnostics
+    # unlabelled (a folder): eval_split is held out for diagnostics
+    if spec.labelled and spec.eval_split not in spec.labelled:
         raise ConfigError(f"dataset {name!r}: eval_split={spec.eval_split!r} is not one of its labelled splits {spec.labelled}")
     if spec.rendered != (spec.real is not None) or (spec.rendered and spec.twin is not None):
         raise ConfigError(f"dataset {name!r}: a rendered twin names its real dataset (real=) and a real one its twin (twin=)")
@@ -542,7 +548,8 @@ def register_dataset(name:str,            # the registry name, e.g. 'mapillary'
 
 # %% ../nbs/01_data.ipynb #ecbe57d8
 _LABELLED_HOLDOUT = ('train', 'val', 'all')  # GTA5 and SYNTHIA: every split is labelled
-_RENDERED = ('gta5', 'synthia', 'cityscapes') + tuple(f'nthu_{c.lower()}' for c in NTHU_CITIES)  # the twins `synth` writes
+# the twins `synth` writes
+_RENDERED = ('gta5', 'synthia', 'cityscapes') + tuple(f'nthu_{c.lower()}' for c in NTHU_CITIES)
 
 def _real_rows() -> dict:
     rows = {'gta5': DatasetSpec(GTA5Dataset, 'gta5', {}, (1280, 720), (1280, 720), 'cs19', _LABELLED_HOLDOUT, 'val'),
@@ -690,7 +697,9 @@ class _KeySampler:
     def __init__(self, stream, start): self.stream, self.start = stream, start
     def __iter__(self):
         t = self.start
-        while True: yield self.stream.keys(t); t += 1
+        while True:
+            yield self.stream.keys(t)
+            t += 1
 
 @patch
 def __iter__(self:BatchStream): return self
@@ -719,14 +728,16 @@ IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
 FOLDER_ENCODINGS = {'labelids': 'Cityscapes label ids', 'trainids': 'Cityscapes train ids (0..18, 255 = ignore)',
                     'palette': 'Cityscapes colours (black = ignore)'}
 FOLDER_OPTIONS = {'labels': None, 'encoding': 'labelids', 'pair': '{rel}.png', 'size': 'auto', 'every': '10'}
-FOLDER_MAX_SIZE = (2048, 1024)  # size=auto: the largest (W, H) a folder's images are used at (memory); larger ones are scaled down
+# size=auto: the largest (W, H) a folder's images are used at (memory); larger ones are scaled down
+FOLDER_MAX_SIZE = (2048, 1024)
 
 class FolderWarning(UserWarning):
     "Files of a `folder:` dataset were skipped (not png/jpg) or converted (greyscale, RGBA, 16-bit)."
 
 def _train_id_luts():
     lut, known = np.full(256, IGNORE, np.uint8), np.zeros(256, bool)
-    lut[:19] = np.arange(19); known[:19] = known[IGNORE] = True
+    lut[:19] = np.arange(19)
+    known[:19] = known[IGNORE] = True
     return lut, known
 
 TRAINID2TRAIN, TRAINID_KNOWN = _train_id_luts()  # train ids read as themselves; 19..254 are unknown
@@ -746,7 +757,9 @@ _MODE_WORDS = {'L': 'greyscale', 'LA': 'greyscale+alpha', 'RGBA': 'RGBA', 'P': '
 def _decoded_mode(path) -> str:
     "Decode `path` fully (a corrupt file fails here, naming itself); return its PIL mode."
     try:
-        with Image.open(path) as im: im.load(); return im.mode
+        with Image.open(path) as im:
+            im.load()
+            return im.mode
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise UnreadableFile(f"cannot read image {path}: {e}. Every image is checked before anything runs: remove or replace this file.") from None
 
@@ -803,7 +816,10 @@ class FolderDataset(SegDataset):
 # %% ../nbs/01_data.ipynb #04b5aaa5
 def _folder_size(name, v):
     if v in ('native', 'auto'): return v
-    try: w, h = (int(s) for s in v.lower().split('x')); assert w >= 16 and h >= 16; return (w, h)
+    try:
+        w, h = (int(s) for s in v.lower().split('x'))
+        assert w >= 16 and h >= 16
+        return (w, h)
     except (ValueError, AssertionError): raise ConfigError(f"{name!r}: size={v!r} should be WxH (e.g. 1024x512), native or auto") from None
 
 @functools.lru_cache(maxsize=8)

@@ -158,7 +158,9 @@ class DeepLabV2(nn.Module):
 def _init_backbone(self:DeepLabV2):
     for m in self.modules():
         if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-        elif isinstance(m, nn.BatchNorm2d): nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 @patch
 def _freeze_bn(self:DeepLabV2):
@@ -327,7 +329,9 @@ def _unpack(ckpt, fam:Family, entry:str|None=None, source='checkpoint'):
     out, origin, dropped = {}, {}, []
     for k, (file_key, v) in sd.items():
         new = next((ours + k[len(theirs):] for theirs, ours in fam.heads if k.startswith(theirs)), k)
-        if new == k and k.startswith(fam.drop): dropped.append(file_key); continue
+        if new == k and k.startswith(fam.drop):
+            dropped.append(file_key)
+            continue
         out[new], origin[new] = v, file_key
     return out, origin, dropped, entry
 
@@ -426,7 +430,8 @@ def _load_tensors(model, sd, origin, fam, strict, source):
 def _shape_from(sd:dict, num_classes):
     "DeepLabV2 arguments a state_dict in our names implies."
     if 'conv1.weight' not in sd: raise CheckpointMismatch("the checkpoint has no 'conv1.weight': not a ResNet backbone")
-    kw = dict(width=sd['conv1.weight'].shape[0])  # depth is not guessed: a file missing blocks must fail, not build a shallower net
+    # depth is not guessed: a file missing blocks must fail, not build a shallower net
+    kw = dict(width=sd['conv1.weight'].shape[0])
     if 'head.conv2d_list.0.weight' in sd: kw['multi_level'] = 'aux_head.conv2d_list.0.weight' in sd
     return kw, num_classes or (sd['head.conv2d_list.0.weight'].shape[0] if 'head.conv2d_list.0.weight' in sd else None)
 

@@ -78,7 +78,8 @@ def run_id(params:dict, varied=()) -> str:
     from sfda_nb.data import dataset_slug  # a folder target (folder:<path>) gets a folder-safe name
     parts = [f"{dataset_slug(str(params.get('source', 'x')))}-{dataset_slug(str(params.get('target', 'x')))}", str(params.get('method', 'stvm'))]
     parts += [f'{short}-{params[k]}' for k, short in (('reliability', 'rel'), ('mix', 'mix')) if params.get(k, 'auto') != 'auto']
-    parts += [f"{k}-{re.sub(r'[^A-Za-z0-9_.+=-]+', '_', str(params[k])).strip('_')}" for k in varied]  # [32, 32] -> 32_32
+    # [32, 32] -> 32_32
+    parts += [f"{k}-{re.sub(r'[^A-Za-z0-9_.+=-]+', '_', str(params[k])).strip('_')}" for k in varied]
     rid = '__'.join(parts + [f"s{params.get('seed', 0)}"])
     if not re.fullmatch(r'[A-Za-z0-9_.+=-]+', rid): raise ConfigError(f"run id {rid!r} has characters unfit for a folder name")
     return rid
@@ -111,7 +112,8 @@ def grid(sources,  # source domain(s)
     runs = []
     for s, t, m, r, x, seed, *vals in itertools.product(*map(_as_list, (sources, targets, methods, reliability, mix, seeds)), *vary.values()):
         if s == t or (m == 'source_only' and (r, x) != ('auto', 'auto')): continue
-        if m in train.METHODS and not train.defined_on(m, t): continue  # no oracle on a target without labelled train split
+        # no oracle on a target without labelled train split
+        if m in train.METHODS and not train.defined_on(m, t): continue
         p = _jsonable(dict(source=s, target=t, method=m, reliability=r, mix=x, seed=int(seed), **fixed, **dict(zip(vary, vals))))
         runs.append(RunSpec(run_id(p, tuple(vary)), p))
     return unique_runs(runs)
@@ -165,12 +167,14 @@ def changed_inputs(rec:dict) -> list:
 
 def run_state(d:Path, spec:RunSpec, expected:Optional[dict]=None) -> str:
     "done | stale | failed | incomplete | pending, read from the run folder `d`."
-    d = Path(d); m = d/'out'/'metrics.json'
+    d = Path(d)
+    m = d/'out'/'metrics.json'
     if m.exists():
         try: rec = json.loads(m.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError): return 'stale'
         if not config_matches(rec.get('config', {}), spec.params, expected) or changed_inputs(rec): return 'stale'
-        return 'failed' if (d/'error.txt').exists() else 'done'  # trained, but its notebook stopped later (a timeout): run it again
+        # trained, but its notebook stopped later (a timeout): run it again
+        return 'failed' if (d/'error.txt').exists() else 'done'
     p = d/'params.yaml'
     if p.exists() and identity(yaml.safe_load(p.read_text()) or {}) != identity(spec.params): return 'stale'
     if (d/'error.txt').exists(): return 'failed'
@@ -187,7 +191,8 @@ def notebook_error(nb_path:Path, log_path:Optional[Path]=None, returncode=None) 
             for o in cell.get('outputs', []):
                 if o.get('output_type') == 'error':
                     head, tb = f"{o.get('ename')}: {o.get('evalue')}", _ANSI.sub('', '\n'.join(o.get('traceback', [])))
-                    return head if tb.strip() == head.strip() else f"{head}\n\n{tb}"  # an expected error is its message alone
+                    # an expected error is its message alone
+                    return head if tb.strip() == head.strip() else f"{head}\n\n{tb}"
     except (OSError, json.JSONDecodeError): pass
     tail = _ANSI.sub('', Path(log_path).read_text()[-4000:]) if log_path and Path(log_path).exists() else ''
     last = next((l.strip() for l in reversed(tail.splitlines()) if l.strip()), 'no log')
@@ -232,7 +237,8 @@ class Sweep:
 def _move_aside(d:Path, dest:Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     target = dest/f"{d.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    shutil.move(str(d), str(target)); return target
+    shutil.move(str(d), str(target))
+    return target
 
 _KERNEL_RACE = ('Kernel died before replying to kernel_info', 'Address already in use')  # see `_execute`
 
@@ -247,7 +253,9 @@ def _papermill(self:Sweep, d:Path, threads:int, timeout:Optional[float]):
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         with self._lock: self._procs.add(p)
         try: return p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired: _stop(p); return f'timeout after {timeout} s'
+        except subprocess.TimeoutExpired:
+            _stop(p)
+            return f'timeout after {timeout} s'
         finally:
             with self._lock: self._procs.discard(p)
 
@@ -255,12 +263,14 @@ def _execute(self:Sweep, spec:RunSpec, threads:int=1, timeout:Optional[float]=No
     "Run one spec through papermill in its own process; return {'id', 'status', 'seconds', 'error'}."
     d, t0 = self.run_dir(spec), time.time()
     if self.state(spec) == 'stale': _move_aside(d, self.dir/'.stale')
-    out = d/'out'; out.mkdir(parents=True, exist_ok=True)
+    out = d/'out'
+    out.mkdir(parents=True, exist_ok=True)
     (d/'error.txt').unlink(missing_ok=True)
     params = {**spec.params, 'out_dir': str(out)}
     if any(out.iterdir()): params['resume'] = True  # continue a failed or interrupted attempt
     (d/'params.yaml').write_text(yaml.safe_dump(params, sort_keys=False))
-    for _ in range(3):  # kernels started at the same moment can draw the same port; such a run never began: start it again
+    # kernels started at the same moment can draw the same port; such a run never began: start it again
+    for _ in range(3):
         rc = _papermill(self, d, threads, timeout)
         if rc == 0 or not all(m in (d/'papermill.log').read_text(errors='replace') for m in _KERNEL_RACE): break
     rec = {'id': spec.id, 'seconds': round(time.time() - t0, 1)}
@@ -284,7 +294,9 @@ def _stop(p:subprocess.Popen, grace:float=10.0):
         try: q.kill()
         except psutil.NoSuchProcess: pass
     try: p.wait(timeout=grace)
-    except subprocess.TimeoutExpired: p.kill(); p.wait()
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
 
 Sweep.execute = _execute
 
@@ -309,8 +321,10 @@ def _run(self:Sweep,
     try:
         futs = [ex.submit(self.execute, r, threads, timeout) for r in todo]
         for fut in as_completed(futs):
-            res = fut.result(); results[res['id']] = res
-            bar.update(1); bar.set_postfix(skipped=len(self.runs) - len(todo), failed=sum(r['status'] == 'failed' for r in results.values()))
+            res = fut.result()
+            results[res['id']] = res
+            bar.update(1)
+            bar.set_postfix(skipped=len(self.runs) - len(todo), failed=sum(r['status'] == 'failed' for r in results.values()))
             if res['status'] == 'failed': bar.write(f"FAILED {res['id']}: {res['error']}")
     except BaseException:
         ex.shutdown(wait=False, cancel_futures=True)
@@ -398,7 +412,9 @@ def collect(path=None) -> pd.DataFrame:  # a sweep folder, a runs root, a list o
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     files = []
     for p in map(Path, paths):
-        if p.is_file(): files.append(p); continue
+        if p.is_file():
+            files.append(p)
+            continue
         if not p.exists(): raise FileNotFoundError(f"no results folder {p}")
         files += [f for f in p.rglob('metrics.json') if not any(part.startswith('.') for part in f.relative_to(p).parts)]
     ms = [(json.loads(f.read_text()), f) for f in sorted(set(files))]
@@ -406,7 +422,8 @@ def collect(path=None) -> pd.DataFrame:  # a sweep folder, a runs root, a list o
     if df.empty: return df
     df = df.assign(_s=[setting_rank(s, t) for s, t in zip(df.source, df.target)], _m=_order(df.method, method_order()))
     df = df.sort_values(['_s', '_m', 'reliability', 'mix', 'seed']).drop(columns=['_s', '_m'])
-    names = list(dict.fromkeys(n for i in df.index for n in ms[i][0].get('class_names', [])))  # protocol order, first setting first
+    # protocol order, first setting first
+    names = list(dict.fromkeys(n for i in df.index for n in ms[i][0].get('class_names', [])))
     ious = [f'iou/{n}' for n in names if f'iou/{n}' in df.columns]
     ious += [c for c in df.columns if c.startswith('iou/') and c not in ious]
     return df[[c for c in df.columns if not c.startswith('iou/')] + ious].reset_index(drop=True)
@@ -471,7 +488,8 @@ def _source_rows(d:pd.DataFrame) -> pd.DataFrame:
     for i, p in s.get('path', pd.Series(dtype=object)).dropna().items():  # per-class IoU of the source evaluation
         if Path(p).is_file():
             for n, v in (json.loads(Path(p).read_text()).get('source_only', {}).get('iou') or {}).items(): s.loc[i, f'iou/{n}'] = v
-    return s.assign(method='source_only', reliability='-', mix='-', ablation=False, changed='{}')  # the source model: no parameter of the runs
+    # the source model: no parameter of the runs
+    return s.assign(method='source_only', reliability='-', mix='-', ablation=False, changed='{}')
 
 def _class_order(d:pd.DataFrame) -> list:
     "The protocol's `iou/<class>` columns in class order (read from a run's metrics.json), else those with values."
@@ -549,7 +567,8 @@ def ablation_table(df:pd.DataFrame, source:str, target:str) -> pd.DataFrame:
 def detail_table(df:pd.DataFrame) -> pd.DataFrame:
     "Every setting and method: source model, teacher and student mIoU, last and best (best = selected on the target split)."
     d = df.assign(setting=df.source + ' → ' + df.target)
-    d = d.assign(label=pd.concat([labels(g) for _, g in d.groupby('setting', sort=False)]))  # runs differ within a setting only
+    # runs differ within a setting only
+    d = d.assign(label=pd.concat([labels(g) for _, g in d.groupby('setting', sort=False)]))
     cols = ['source_miou', 'teacher_last', 'teacher_best', 'student_last', 'student_best']
     g = d.groupby(['setting', 'label'], sort=False)
     t = pd.concat([g[cols].mean(), g[cols].std(ddof=1).add_suffix('_std')], axis=1)[[x for c in cols for x in (c, f'{c}_std')]]
@@ -591,7 +610,8 @@ def curves(df:pd.DataFrame) -> pd.DataFrame:
             rows += [dict(base, step=e['iter'], metric=f'{k}_miou', value=e[k]['miou']) for k in ('teacher', 'student') if k in e]
         log = f.parent/'log.jsonl'
         for line in (log.read_text().splitlines() if log.exists() else []):
-            rec = json.loads(line); step = rec.get('student_step', rec.get('iter'))
+            rec = json.loads(line)
+            step = rec.get('student_step', rec.get('iter'))
             rows += [dict(base, step=step, metric=k, value=rec[k]) for k in ('loss', 'rel_mean') if rec.get(k) is not None]
     return pd.DataFrame(rows, columns=['run', 'setting', 'label', 'ablation', 'seed', 'step', 'metric', 'value'])
 
@@ -606,7 +626,8 @@ def export(df:pd.DataFrame,  # `collect` output
            title:str='Results',  # heading of README.md
            note:str='') -> list:  # text under the heading (e.g. the command that produced the runs)
     "Write every table as .md and .csv, plus runs.csv, summary.csv, curves.csv and README.md; return the paths."
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     written, parts = [], [f'# {title}\n', note + '\n' if note else '',
                           f"{len(df)} runs; numbers are mIoU / IoU in %, mean ± sample std over seeds (n = seeds); "
                           f"the headline is the reported model's ({', '.join(sorted(df.report.unique()))}) **last** evaluation "
@@ -615,7 +636,8 @@ def export(df:pd.DataFrame,  # `collect` output
                           f"Generated by `sfda_nb.experiments.export` on {_now()}.\n"]
     for name, t in tables(df).items():
         f = fmt_table(t)
-        (out/f'{name}.md').write_text(to_markdown(f)); t.to_csv(out/f'{name}.csv')
+        (out/f'{name}.md').write_text(to_markdown(f))
+        t.to_csv(out/f'{name}.csv')
         written += [out/f'{name}.md', out/f'{name}.csv']
         parts.append(f'## {name}\n\n{to_markdown(f)}')
     drop = [c for c in df.columns if c.startswith('iou/')] + ['path']
@@ -628,7 +650,8 @@ def export(df:pd.DataFrame,  # `collect` output
 # %% ../nbs/07_experiments.ipynb #4449dc6f
 def _panels(n:int, w:float=3.4, h:float=3.0, ncols:int=3):
     import matplotlib.pyplot as plt
-    nc = min(n, ncols); nr = -(-n // nc)
+    nc = min(n, ncols)
+    nr = -(-n // nc)
     fig, axes = plt.subplots(nr, nc, figsize=(w * nc, h * nr), squeeze=False, sharey=True)
     for ax in axes.flat[n:]: ax.set_visible(False)
     return fig, list(axes.flat[:n])
@@ -655,7 +678,8 @@ def plot_bars(summary:pd.DataFrame,  # `summarize(df)` output or results/<name>/
         ax.set_xticks(range(len(d)), d.label, rotation=45, ha='right', fontsize=8)
         ax.set_title(f'{src} → {tgt}', fontsize=9)
     axes[0].set_ylabel(f'{col} (%), mean ± std over seeds')
-    fig.tight_layout(); return fig
+    fig.tight_layout()
+    return fig
 
 def plot_curves(cs:pd.DataFrame,  # `curve_summary(curves(df))` or results/<name>/curves.csv
                 metric:str='teacher_miou',  # teacher_miou | student_miou | loss | rel_mean
@@ -673,9 +697,12 @@ def plot_curves(cs:pd.DataFrame,  # `curve_summary(curves(df))` or results/<name
             sd = g['std'].fillna(0)
             ax.plot(g.step, g['mean'], marker='.', label=lab, color=c)
             ax.fill_between(g.step, g['mean'] - sd, g['mean'] + sd, alpha=0.2, color=c)
-        ax.set_title(st, fontsize=9); ax.set_xlabel('student step')
-    axes[0].set_ylabel(metric); axes[0].legend(fontsize=7)
-    fig.tight_layout(); return fig
+        ax.set_title(st, fontsize=9)
+        ax.set_xlabel('student step')
+    axes[0].set_ylabel(metric)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/07_experiments.ipynb #d480a728
 def compare_sweeps(folders:dict,  # column label -> results folder (holding the summary.csv that `export` wrote)
@@ -686,7 +713,8 @@ def compare_sweeps(folders:dict,  # column label -> results folder (holding the 
     for label, folder in folders.items():
         f = Path(folder)/'summary.csv'
         if not f.exists(): raise FileNotFoundError(f"{f} does not exist: run the sweep {label!r} (and its export) first")
-        s = pd.read_csv(f); s = s[~s.ablation.astype(bool)]
+        s = pd.read_csv(f)
+        s = s[~s.ablation.astype(bool)]
         for _, r in s.iterrows():
             rows.append({'setting': f'{r.source} → {r.target}', 'sweep': label, 'method': r.method,
                          'value': pm(r[col], r.get(f'{col}_std'), digits)})
@@ -832,9 +860,13 @@ def show_results(folder) -> bool:
     from IPython.display import Markdown, display
     import matplotlib.pyplot as plt
     display(Markdown((folder/'README.md').read_text()))
-    if (folder/'summary.csv').exists(): plot_bars(pd.read_csv(folder/'summary.csv')); plt.show()
+    if (folder/'summary.csv').exists():
+        plot_bars(pd.read_csv(folder/'summary.csv'))
+        plt.show()
     cs = pd.read_csv(folder/'curves.csv') if (folder/'curves.csv').exists() else None
     if cs is not None and len(cs):
         for m in ('teacher_miou', 'loss'):
-            if (cs.metric == m).any(): plot_curves(cs, m); plt.show()
+            if (cs.metric == m).any():
+                plot_curves(cs, m)
+                plt.show()
     return True

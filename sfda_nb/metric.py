@@ -84,7 +84,8 @@ def proxy_anchor_loss(emb:torch.Tensor,     # N×D embeddings (normalised here)
     pos = F.one_hot(labels, proxies.shape[0]).bool()
     neg = ~pos
     if mask is not None: pos, neg = pos & mask[:, None], neg & mask[:, None]
-    with_pos = pos.any(0)  # a proxy without positives adds log(1 + 0) = 0, so no boolean indexing (a host sync) is needed
+    # a proxy without positives adds log(1 + 0) = 0, so no boolean indexing (a host sync) is needed
+    with_pos = pos.any(0)
     pos_term = _log1p_sum_exp(-alpha * (s - delta), pos).sum() / with_pos.sum().clamp(min=1)
     neg_term = _log1p_sum_exp(alpha * (s + delta), neg).sum() / proxies.shape[0]
     return pos_term + neg_term
@@ -184,7 +185,8 @@ def auroc(scores:torch.Tensor,   # any shape: higher = more likely correct
     s, y = torch.as_tensor(scores).detach().flatten().cpu().double(), torch.as_tensor(correct).flatten().cpu().bool()
     if s.shape != y.shape: raise ValueError(f"scores ({s.numel()} values) and correct ({y.numel()}) must match")
     if torch.isnan(s).any(): raise ValueError("scores contain NaN")
-    n_pos = int(y.sum()); n_neg = y.numel() - n_pos
+    n_pos = int(y.sum())
+    n_neg = y.numel() - n_pos
     if n_pos == 0 or n_neg == 0: raise ValueError(f"auroc needs both correct and wrong entries; got {n_pos} correct, {n_neg} wrong")
     _, inv, counts = torch.unique(s, return_inverse=True, return_counts=True)
     ends = torch.cumsum(counts, 0).double()
@@ -258,7 +260,9 @@ def checkpoint(self:MetricLearner) -> dict:
 def from_checkpoint(cls:MetricLearner, ckpt:dict, device='cpu') -> MetricLearner:
     "Rebuild a learner from `checkpoint()`'s dict (as the metric reliability strategy loads a finished run's)."
     if ckpt.get('format') != 'sfda_nb/metric/1': raise ValueError(f"not an sfda_nb metric checkpoint (format={ckpt.get('format')!r})")
-    m = cls(**ckpt['kwargs']).to(device); m.load_state_dict(ckpt['state_dict']); return m
+    m = cls(**ckpt['kwargs']).to(device)
+    m.load_state_dict(ckpt['state_dict'])
+    return m
 
 # %% ../nbs/03_metric.ipynb #f6f78f74
 @patch
@@ -275,7 +279,8 @@ def update(self:MetricLearner,
     if tuple(pseudo.shape[-2:]) != (h, w): pseudo = downsample_labels(pseudo, (h, w), self.downsample)
     idx, keep = sample_balanced_padded(pseudo.reshape(-1), self.n_per_class, generator, self.num_classes)
     if idx.device.type == 'cpu' and not keep.any(): return torch.full((), float('nan'))  # (on a GPU, see below)
-    f = feats.flatten(2)[idx // (h * w), :, idx % (h * w)]  # only the sampled pixels (and the padding) go through the head
+    # only the sampled pixels (and the padding) go through the head
+    f = feats.flatten(2)[idx // (h * w), :, idx % (h * w)]
     lab = pseudo.reshape(-1)[idx].masked_fill(~keep, 0)  # padding rows are masked out of the loss
     with torch.enable_grad():  # the caller may run the teacher under no_grad
         loss = self.loss_fn(self.net(f), lab, self.proxies.weight, mask=keep, **self.loss_kw)
@@ -312,7 +317,9 @@ def reliability_histogram(scores:dict,          # name → N×H×W scores in [0,
             sel = valid & (correct == ok)
             ax.hist(s[sel].flatten().cpu().numpy(), bins=bins, range=(0, 1), density=True, alpha=0.6, color=colour,
                     label=f"{'right' if ok else 'wrong'} ({int(sel.sum())} px)")
-        ax.set_title(f"{name}: AUROC {auroc(s[valid], correct[valid]):.3f}"); ax.set_xlabel(name); ax.legend()
+        ax.set_title(f"{name}: AUROC {auroc(s[valid], correct[valid]):.3f}")
+        ax.set_xlabel(name)
+        ax.legend()
     axs[0, 0].set_ylabel('density')
     fig.tight_layout()
     return fig

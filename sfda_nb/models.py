@@ -62,7 +62,9 @@ class ASPPSum(nn.Module):
     def __init__(self, cin:int, num_classes:int, rates=(6, 12, 18, 24)):
         super().__init__()
         self.convs = nn.ModuleList(nn.Conv2d(cin, num_classes, 3, 1, r, r, bias=True) for r in rates)
-        for c in self.convs: nn.init.normal_(c.weight, 0, 0.01); nn.init.zeros_(c.bias)  # DeepLabV2's init
+        for c in self.convs:  # DeepLabV2's init
+            nn.init.normal_(c.weight, 0, 0.01)
+            nn.init.zeros_(c.bias)
 
     def forward(self, x): return sum(c(x) for c in self.convs)
 
@@ -74,7 +76,8 @@ class SkipDecoder(nn.Module):
         self.proj = nn.Sequential(nn.Conv2d(cin, ch, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(inplace=True))
         self.fuse = nn.Sequential(nn.Conv2d(ch + num_classes, ch, 3, 1, 1, bias=False), nn.BatchNorm2d(ch),
                                   nn.ReLU(inplace=True), nn.Conv2d(ch, num_classes, 1))
-        nn.init.zeros_(self.fuse[-1].weight); nn.init.zeros_(self.fuse[-1].bias)   # starts as plain upsampling
+        nn.init.zeros_(self.fuse[-1].weight)  # starts as plain upsampling
+        nn.init.zeros_(self.fuse[-1].bias)
 
     def forward(self, low, logits):
         up = F.interpolate(logits, size=low.shape[-2:], mode='bilinear', align_corners=False)
@@ -102,7 +105,8 @@ class SmallSegNet(nn.Module):
         self.head = ASPPSum(feat_dim, num_classes, rates)
         self.decoder = SkipDecoder(2 * w, num_classes, decoder) if decoder else None
         for m in self.modules():
-            if isinstance(m, nn.Conv2d) and not any(m is c for c in self.head.convs) and (m.weight.is_meta or m.weight.abs().sum() > 0):  # meta: shapes only
+            # meta: shapes only
+            if isinstance(m, nn.Conv2d) and not any(m is c for c in self.head.convs) and (m.weight.is_meta or m.weight.abs().sum() > 0):
                 nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
 
     def _encode(self, x):
@@ -172,7 +176,9 @@ class EMATeacher(nn.Module):
         if bn not in EMA_BN_MODES: raise ValueError(f"bn={bn!r} is unknown; valid ones are {EMA_BN_MODES}")
         if not 0.0 <= alpha < 1.0: raise ValueError(f"alpha={alpha} should be in [0, 1)")
         self.model, self.alpha, self.bn, self.follow = copy.deepcopy(unwrap(student)), alpha, bn, follow
-        for p in self.model.parameters(): p.requires_grad_(False); p.grad = None
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+            p.grad = None
         self.register_buffer('step', torch.zeros((), dtype=torch.long))  # updates so far: drives the warm-up
         self.train(False)
 
@@ -531,10 +537,13 @@ def _fit_source(model, stream, cfg, recipe, device, verbose) -> list:
         logits = upsample(model(img).logits, label.shape[-2:])
         loss = F.cross_entropy(logits, label, ignore_index=IGNORE)
         if not torch.isfinite(loss): raise FloatingPointError(f"source training loss is {loss.item()} at iteration {it}; lower lr")
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
         acc.append(loss.item())
         if (it + 1) % cfg.log_every == 0 or it + 1 == cfg.iters:
-            curve.append([it + 1, float(np.mean(acc))]); acc = []
+            curve.append([it + 1, float(np.mean(acc))])
+            acc = []
             if verbose: print(f"iter {it + 1}/{cfg.iters} loss {curve[-1][1]:.3f} ({time.time() - t0:.0f}s)", flush=True)
     return curve
 
@@ -546,7 +555,8 @@ def _init_model(cfg:SourceConfig, num_classes:int) -> nn.Module:
         return model
     if not cfg.pretrained or cfg.pretrained == 'auto': return build_model(cfg.arch, num_classes, **cfg.arch_kwargs)
     if cfg.arch != 'deeplabv2_r101': raise ConfigError(f"pretrained= only applies to arch='deeplabv2_r101', not {cfg.arch!r}")
-    kw = dict(cfg.arch_kwargs); family = kw.pop('family', 'auto')
+    kw = dict(cfg.arch_kwargs)
+    family = kw.pop('family', 'auto')
     model = load_pretrained(None, cfg.pretrained, family=family, num_classes=num_classes, **kw)
     model.arch, model.arch_kwargs = 'deeplabv2_r101', _deeplab_kwargs(model)
     return model
@@ -613,7 +623,8 @@ class _WorldStream:
         img, lab = (np.stack(a) for a in zip(*(synth.pretrain_scene(self.cfg.size, self.rng) for _ in range(self.cfg.batch_size))))
         flip = self.rng.random(len(img)) < 0.5
         img[flip], lab[flip] = img[flip][:, :, ::-1], lab[flip][:, :, ::-1]
-        img = torch.from_numpy(img).permute(0, 3, 1, 2).contiguous()   # (torch's CPU conv backward can crash on channels-last input)
+        # (torch's CPU conv backward can crash on channels-last input)
+        img = torch.from_numpy(img).permute(0, 3, 1, 2).contiguous()
         return {'img': img, 'label': torch.from_numpy(lab.astype(np.int64))}
 
 
@@ -658,7 +669,8 @@ def resolve_pretrained(cfg) -> Optional[Path]:
 
 def load_backbone(model:nn.Module, path) -> dict:
     "Load a `pretrain_backbone` file's encoder into `model`; return what the source checkpoint records about it."
-    path = Path(path); ck = _backbone_file(str(path), path.stat().st_mtime_ns)
+    path = Path(path)
+    ck = _backbone_file(str(path), path.stat().st_mtime_ns)
     missing = [k for k in model.state_dict() if k.startswith(BACKBONE) and k not in ck['state_dict']]
     bad = missing + [k for k, v in ck['state_dict'].items() if k not in model.state_dict() or model.state_dict()[k].shape != v.shape]
     if bad: raise ValueError(f"{path}: its encoder does not fit this model (e.g. {bad[:3]}); it was made with {ck['backbone_kwargs']}")
@@ -687,7 +699,8 @@ def source_key(cfg:SourceConfig) -> str:
     "A 12-hex-digit hash of the settings that determine a source model's weights."
     data = _data_identity(cfg)  # first: it checks the source's name
     d = {k: v for k, v in config_dict(cfg).items() if k not in _NOT_IN_KEY}
-    if d['size_mismatch'] == 'error': del d['size_mismatch']  # trains on all pairs or not at all: keys from before the option stay
+    # trains on all pairs or not at all: keys from before the option stay
+    if d['size_mismatch'] == 'error': del d['size_mismatch']
     d.update(resolved_recipe(cfg), protocol=source_protocol(cfg.source, cfg.target, cfg.protocol), data=data)
     pre = resolve_pretrained(cfg) if cfg.arch == 'small' else cfg.pretrained   # the backbone's bytes, not its name
     d['pretrained'] = _file_sha(pre) if cfg.arch == 'small' and pre else (None if pre == 'auto' else pre)
@@ -707,7 +720,8 @@ def cached_source(source:str='synth_gta5', protocol:Optional[str]=None, arch:str
     if 'out' in overrides: raise ConfigError("source_checkpoint chooses the path itself; call train_source(cfg) to set out=")
     from sfda_nb import data
     proto = source_protocol(source, target, protocol)
-    if target is None and data.is_rendered(source): target = data.default_target(source)  # the embedded Cityscapes, unless it is the source
+    # the embedded Cityscapes, unless it is the source
+    if target is None and data.is_rendered(source): target = data.default_target(source)
     cfg = frozen_config(SourceConfig, {'source': source, 'protocol': proto, 'arch': arch, 'target': target, **overrides})
     cache = Path(cache_dir) if cache_dir else default_runs_root()/'source_models'
     return cfg, cache/f'{source}-{proto}-{arch}-{source_key(cfg)}.pt'
@@ -722,7 +736,8 @@ def source_checkpoint(source:str='synth_gta5',  # source dataset
     "The cached source checkpoint for these settings, trained (once) if missing."
     cfg, path = cached_source(source, protocol, arch, target, cache_dir, **overrides)
     _ensure_rendered(Path(cfg.data_root) if cfg.data_root else default_data_root(), cfg.source, cfg.target)
-    cfg, path = cached_source(source, protocol, arch, target, cache_dir, **overrides)  # the key reads the rendered data's stamp
+    # the key reads the rendered data's stamp
+    cfg, path = cached_source(source, protocol, arch, target, cache_dir, **overrides)
     with FileLock(str(path) + '.lock'):
         if not path.exists():
             if verbose: print(f"training the source model once ({cfg.arch} on {cfg.source}'s labels, {cfg.iters} iterations; "

@@ -173,11 +173,14 @@ def predict(ckpt,  # a run's teacher.pt (or any checkpoint `load_predictor` read
 # %% ../nbs/10_predict.ipynb #9d8bd13e
 class Deployable(nn.Module):
     "What an export holds: float N×3×H×W RGB in [0, 1] → N×C×H×W logits at the input's size."
-    def __init__(self, model:nn.Module): super().__init__(); self.model = model
+    def __init__(self, model:nn.Module):
+        super().__init__()
+        self.model = model
     def forward(self, x): return F.interpolate(self.model(x).logits, size=x.shape[-2:], mode='bilinear', align_corners=False)
 
 EXPORT_FORMATS = {'onnx': '.onnx', 'torchscript': '.torchscript.pt'}
-EXPORT_TOLERANCE = dict(rtol=1e-4, argmax=0.999)  # |logit difference| <= rtol·max(1, max|torch logit|); argmax equal on this share
+# |logit difference| <= rtol·max(1, max|torch logit|); argmax equal on this share
+EXPORT_TOLERANCE = dict(rtol=1e-4, argmax=0.999)
 
 def export_meta(pred:Predictor, ckpt) -> dict:
     "The metadata an export carries: input/output contract, protocol, class names, train ids, palette, provenance."
@@ -271,8 +274,10 @@ def _accumulate(acc:dict, out, src, size, reliability) -> None:
     C = prob.shape[1]
     acc['hist'] += torch.bincount(ids.flatten(), minlength=C).double().cpu()
     acc['src_hist'] += torch.bincount(sids.flatten(), minlength=C).double().cpu()
-    acc['changed'] += int((ids != sids).sum()); acc['conf'] += float(conf.double().sum())
-    acc['pixels'] += ids.numel(); acc['n'] += len(ids)
+    acc['changed'] += int((ids != sids).sum())
+    acc['conf'] += float(conf.double().sum())
+    acc['pixels'] += ids.numel()
+    acc['n'] += len(ids)
     if reliability is not None:
         acc['rel'] += float(reliability(models.Teacher(out.feats.float(), prob, conf, ids)).double().sum())
 
@@ -320,7 +325,9 @@ def run_diagnostics(run) -> dict:
 # %% ../nbs/10_predict.ipynb #cc6fa22f
 def _size_arg(s:Optional[str]):
     if not s: return None
-    try: w, h = (int(v) for v in s.lower().split('x')); return (w, h)
+    try:
+        w, h = (int(v) for v in s.lower().split('x'))
+        return (w, h)
     except ValueError: raise ConfigError(f"--size {s!r} should be WxH, e.g. 1024x512") from None
 
 def main_predict(argv=()) -> dict:
@@ -329,7 +336,8 @@ def main_predict(argv=()) -> dict:
     p.add_argument('--ckpt', required=True, help="a run's teacher.pt, or any sfda_nb / field DeepLabV2 checkpoint")
     p.add_argument('--images', required=True, help='folder of png/jpg images, read recursively (never written)')
     p.add_argument('--out', required=True, help='output folder, outside --images')
-    p.add_argument('--batch-size', type=int, default=4); p.add_argument('--device', default='auto')
+    p.add_argument('--batch-size', type=int, default=4)
+    p.add_argument('--device', default='auto')
     p.add_argument('--size', default=None, help='WxH input resize (default: each image at its own size)')
     p.add_argument('--protocol', default=None, help='only for a checkpoint that does not record its classes')
     p.add_argument('--reliability', default='auto', choices=RELIABILITY_CHOICES,
@@ -340,15 +348,19 @@ def main_predict(argv=()) -> dict:
     except OSError as e:  # a corrupt image (named), or the disk: one line for the CLI's expected errors
         if isinstance(e, (FileNotFoundError, FileExistsError)): raise
         raise ConfigError(str(e)) from None
-    print(json.dumps(s)); return s
+    print(json.dumps(s))
+    return s
 
 def main_export(argv=()) -> Path:
     "`export --ckpt RUN/teacher.pt --format onnx|torchscript [--out FILE] [--overwrite] [--protocol P] [--no-check]`"
     p = argparse.ArgumentParser(prog='sfda_nb export', description='Export a model to ONNX or TorchScript (10_predict).')
-    p.add_argument('--ckpt', required=True); p.add_argument('--format', default='onnx', choices=list(EXPORT_FORMATS))
+    p.add_argument('--ckpt', required=True)
+    p.add_argument('--format', default='onnx', choices=list(EXPORT_FORMATS))
     p.add_argument('--out', default=None, help="default: beside --ckpt, e.g. teacher.onnx")
-    p.add_argument('--protocol', default=None); p.add_argument('--overwrite', action='store_true')
+    p.add_argument('--protocol', default=None)
+    p.add_argument('--overwrite', action='store_true')
     p.add_argument('--no-check', action='store_true', help='skip the comparison with torch on other input sizes')
     a = p.parse_args(list(argv))
     out = export_model(a.ckpt, a.format, a.out, a.protocol, a.overwrite, check=not a.no_check)
-    print(json.dumps({'export': str(out), 'format': a.format})); return out
+    print(json.dumps({'export': str(out), 'format': a.format}))
+    return out

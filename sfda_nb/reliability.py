@@ -104,13 +104,15 @@ class MetricReliability(Reliability):
         learner = metric.MetricLearner(ctx.model.feat_dim, ctx.num_classes, dim=cfg.metric_dim, loss=cfg.metric_loss,
                                        lr=cfg.metric_lr, proxy_lr_mult=cfg.proxy_lr_mult, n_per_class=cfg.n_per_class, tau=cfg.tau)
         return cls(learner.to(ctx.device), cfg.metric_warmup)
-    def update(self, t, gen): return {'metric_loss': self.learner.update(t.feats, t.pseudo, gen)}  # ŷ downsampled to the feature grid
+    # ŷ downsampled to the feature grid
+    def update(self, t, gen): return {'metric_loss': self.learner.update(t.feats, t.pseudo, gen)}
     def __call__(self, t): return self.learner.reliability(t.feats, t.pseudo, t.pseudo.shape[-2:])
     def state_dict(self): return self.learner.state_dict()
     def load_state_dict(self, sd): self.learner.load_state_dict(sd)
     def trainables(self): return [(self.learner, self.learner.opt)]
     def save(self, out_dir): save_checkpoint(self.learner.checkpoint(), Path(out_dir)/self.FILE, overwrite=True)
-    FILE, FORMAT = 'metric.pt', 'sfda_nb/metric/1'  # the run folder's file: the learner's constructor arguments and state
+    # the run folder's file: the learner's constructor arguments and state
+    FILE, FORMAT = 'metric.pt', 'sfda_nb/metric/1'
     @classmethod
     def load(cls, run_dir, cfg, ctx):
         "The run's metric network, from its file, checked against the model it weighs (feature width, classes)."

@@ -37,7 +37,9 @@ class Dist:
     def barrier(self): tdist.barrier()
     def broadcast_object(self, obj):
         "Rank 0's `obj`, on every rank."
-        box = [obj]; tdist.broadcast_object_list(box, src=0); return box[0]
+        box = [obj]
+        tdist.broadcast_object_list(box, src=0)
+        return box[0]
 
 def init_distributed(device:torch.device=None,  # the device asked for (cpu or cuda); cuda becomes cuda:LOCAL_RANK
                      batch_size:int=None,  # the global batch, checked to split evenly
@@ -49,7 +51,9 @@ def init_distributed(device:torch.device=None,  # the device asked for (cpu or c
     if batch_size is not None and batch_size % world:
         raise ConfigError(f"batch_size={batch_size} is the global batch and must split evenly over {world} processes")
     device = torch.device(device or 'cpu')
-    if device.type == 'cuda': torch.cuda.set_device(local); device = torch.device('cuda', local)
+    if device.type == 'cuda':
+        torch.cuda.set_device(local)
+        device = torch.device('cuda', local)
     if not tdist.is_initialized():
         tdist.init_process_group('nccl' if device.type == 'cuda' else 'gloo', rank=rank, world_size=world,
                                  **({'device_id': device} if device.type == 'cuda' else {}))
@@ -199,7 +203,9 @@ def launch(params,  # a `TrainConfig` or a dict of its parameters
         for line in p.stdout:  # the processes' output, live (tqdm bars arrive when they end a line)
             if verbose: print(line, end='', flush=True)
             tail.append(line)
-            if timeout and time.time() - t0 > timeout: p.kill(); raise TimeoutError(f"launch of {out} ran past {timeout} s")
+            if timeout and time.time() - t0 > timeout:
+                p.kill()
+                raise TimeoutError(f"launch of {out} ran past {timeout} s")
     if p.returncode: raise RuntimeError(f"torchrun exited with {p.returncode} for run {out}; its last output:\n{''.join(tail)}")
     return json.loads((out/'metrics.json').read_text())
 
@@ -216,7 +222,9 @@ _SHAPE_OPS = {_aten.nonzero, _aten.masked_select, _aten.unique_dim, _aten._uniqu
 
 class SyncCheck(TorchDispatchMode):
     "Record every host-device sync of the aten ops run inside it (values read from a dummy where possible)."
-    def __init__(self): super().__init__(); self.syncs = []
+    def __init__(self):
+        super().__init__()
+        self.syncs = []
     def _record(self, kind, func):
         libs = (sys.prefix, sys.base_prefix)  # skip torch, kornia, the standard library: name the project's own line
         fr = [f for f in traceback.extract_stack(sys._getframe(2)) if not f.filename.startswith(libs)]
@@ -253,11 +261,13 @@ def step_syncs(a:train.Adaptation) -> list:
     x = torch.empty(a.cfg.batch_size, 3, *a.cfg.crop, device=next(a.student.parameters()).device)
     if a.cfg.channels_last: x = x.contiguous(memory_format=torch.channels_last)
     run = SimpleNamespace(a=a, device=x.device, first_bad=None)
-    guard = train.NanGuard(); guard.before_fit(run)
+    guard = train.NanGuard()
+    guard.before_fit(run)
     with SyncCheck() as sc:
         try:
             for warm in (True, False):
-                out = train.adapt_step(a, x, warmup=warm); a.it += 1
+                out = train.adapt_step(a, x, warmup=warm)
+                a.it += 1
                 guard.after_step(run, out)
         except (NotImplementedError, RuntimeError):  # a data-dependent op cannot run on meta: report what was found
             if not sc.syncs: raise
@@ -313,7 +323,10 @@ def bench_step(a:train.Adaptation,  # from `bench_adaptation`
     _sync(dev)
     times = []
     for _ in range(steps):
-        t0 = time.perf_counter(); train.adapt_step(a, x); _sync(dev); times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        train.adapt_step(a, x)
+        _sync(dev)
+        times.append(time.perf_counter() - t0)
     t = statistics.median(times)
     res = {'method': a.cfg.method, 'arch': a.cfg.arch, 'batch': x.shape[0], 'crop': list(x.shape[-2:]), 'device': str(dev),
            'amp': a.cfg.amp, 'channels_last': a.cfg.channels_last, 'threads': torch.get_num_threads(),
@@ -336,9 +349,12 @@ def time_interleaved(runs:list,  # (Adaptation, batch) pairs, e.g. STvM and plai
     wall, cpu = [[] for _ in runs], [[] for _ in runs]
     for _ in range(steps):
         for (a, x), w, c in zip(runs, wall, cpu):
-            _sync(dev); t0, c0 = time.perf_counter(), time.process_time()
-            train.adapt_step(a, x); _sync(dev)
-            w.append(time.perf_counter() - t0); c.append(time.process_time() - c0)
+            _sync(dev)
+            t0, c0 = time.perf_counter(), time.process_time()
+            train.adapt_step(a, x)
+            _sync(dev)
+            w.append(time.perf_counter() - t0)
+            c.append(time.process_time() - c0)
     return [(statistics.median(w), statistics.median(c)) for w, c in zip(wall, cpu)]
 
 # %% ../nbs/08_scale.ipynb #66d58c99

@@ -64,7 +64,8 @@ def run_sweep(sw, ex, threads:int=1, timeout:Optional[float]=None) -> list:
     for spec, job in pairs:
         t0 = time.time()
         try: res[spec.id] = job.result()
-        except Exception as e:  # the job itself failed (killed, out of time, node failure): the run folder says how far it got
+        # the job itself failed (killed, out of time, node failure): the run folder says how far it got
+        except Exception as e:
             res[spec.id] = {'id': spec.id, 'status': 'failed', 'seconds': round(time.time() - t0, 1),
                             'error': f"job {job.job_id}: {str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}"}
     return [res[r.id] for r in sw.runs]
@@ -74,7 +75,8 @@ def add_arguments(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
     "The cluster options of a sweep command line."
     p.add_argument('--backend', default='slurm', choices=BACKENDS, help='where the runs execute')
     p.add_argument('--partition', default=None, help='Slurm partition')
-    p.add_argument('--gpus-per-job', type=int, default=1); p.add_argument('--cpus-per-job', type=int, default=8)
+    p.add_argument('--gpus-per-job', type=int, default=1)
+    p.add_argument('--cpus-per-job', type=int, default=8)
     p.add_argument('--timeout-min', type=int, default=720, help='time limit of each job')
     p.add_argument('--mem-gb', type=int, default=None)
     p.add_argument('--jobs-dir', default=None, help="submitit's job folder (default <runs root>/<sweep>/.submitit)")

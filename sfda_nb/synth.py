@@ -37,9 +37,11 @@ ID2TRAIN = np.asarray(_ID2TRAIN, np.uint8)                    # label id -> trai
 # %% ../nbs/01b_synth.ipynb #f8c286be
 SYNTHIA_RAW = {CLASS_NAMES19[t]: i for i, _, t in SYNTHIA_CLASSES if t != 255}  # Cityscapes name -> SYNTHIA raw id
 SYNTHIA_LANEMARKING = 22
-CS2SYNTHIA = np.zeros(256, np.uint16)                                         # Cityscapes id -> SYNTHIA raw id (0 = void)
+# Cityscapes id -> SYNTHIA raw id (0 = void)
+CS2SYNTHIA = np.zeros(256, np.uint16)
 for _n, _r in SYNTHIA_RAW.items(): CS2SYNTHIA[CS_ID[_n]] = _r
-THINGS = [CS_ID[n] for n in ('person', 'rider', 'car', 'truck', 'bus', 'train', 'motorcycle', 'bicycle')]  # with instance ids
+# with instance ids
+THINGS = [CS_ID[n] for n in ('person', 'rider', 'car', 'truck', 'bus', 'train', 'motorcycle', 'bicycle')]
 
 # %% ../nbs/01b_synth.ipynb #dca99a0b
 def _c(*rgb): return tuple(round(v/255, 4) for v in rgb)   # an 8-bit colour as floats in [0, 1]
@@ -222,7 +224,10 @@ class _Canvas:
         self.n_inst = 0
     def part(self, lab, col, inst=0, lane=False) -> int:
         "Register a part: Cityscapes label id, RGB colour in [0, 1], instance id, whether it is a lane marking."
-        self.lab.append(lab); self.col.append(tuple(col)); self.inst.append(inst); self.lane.append(lane)
+        self.lab.append(lab)
+        self.col.append(tuple(col))
+        self.inst.append(inst)
+        self.lane.append(lane)
         return len(self.lab) - 1
     def pick(self, name, k=None) -> np.ndarray:
         "A colour for `name` from the style's palette: option `k`, else a random one (jittered later, per part)."
@@ -232,7 +237,9 @@ class _Canvas:
         "The parts' colours with the style's relative jitter, one draw per part."
         c = np.asarray(self.col, np.float32)
         return np.clip(c*(1 + self.st['color_jitter']*self.rng.standard_normal(c.shape, np.float32)), 0, 1)
-    def new_inst(self) -> int: self.n_inst += 1; return self.n_inst
+    def new_inst(self) -> int:
+        self.n_inst += 1
+        return self.n_inst
 
 # %% ../nbs/01b_synth.ipynb #f7a91a11
 class _Local:
@@ -241,14 +248,18 @@ class _Local:
         self.cv, self.P, self.xb, self.yb, self.s, self.fl = cv, cv.P, xb, yb, s, -1 if flip else 1
     def px(self, u, v): return self.xb + self.fl*u*self.s, self.yb - v*self.s
     def poly(self, pts, part):
-        a = np.array(pts, np.float64); a[:, 0] = self.xb + self.fl*self.s*a[:, 0]; a[:, 1] = self.yb - self.s*a[:, 1]
+        a = np.array(pts, np.float64)
+        a[:, 0] = self.xb + self.fl*self.s*a[:, 0]
+        a[:, 1] = self.yb - self.s*a[:, 1]
         _fill(self.P, a, part)
     def box(self, u0, v0, u1, v1, part): self.poly([(u0, v0), (u1, v0), (u1, v1), (u0, v1)], part)
     def disc(self, u, v, ru, rv, part, thick=-1):
         x, y = self.px(u, v)
         _disc(self.P, x, y, ru*self.s, rv*self.s, part, thick if thick < 0 else max(1, int(round(thick*self.s))))
     def line(self, u0, v0, u1, v1, part, t):
-        x0, y0 = self.px(u0, v0); x1, y1 = self.px(u1, v1); _seg(self.P, x0, y0, x1, y1, part, t*self.s)
+        x0, y0 = self.px(u0, v0)
+        x1, y1 = self.px(u1, v1)
+        _seg(self.P, x0, y0, x1, y1, part, t*self.s)
     def shadow(self, hw, k):
         "A contact shadow on the ground, `hw` metres to each side, darkening by `k`."
         _disc(self.cv.shade, self.xb, self.yb - 0.1*self.s, hw*self.s, max(1., 0.22*self.s), k)
@@ -258,7 +269,9 @@ DARK = (0.07, 0.07, 0.08)   # tyres, bumpers, chassis
 
 def _car(L, cv, rng, view):
     "A car, ~1.8 m wide and 1.5 m high: body, cabin, window, wheels, lamps; side view 4–4.6 m long."
-    i = cv.new_inst(); body = cv.part(CAR, cv.pick('car'), i); dark = cv.part(CAR, DARK, i)
+    i = cv.new_inst()
+    body = cv.part(CAR, cv.pick('car'), i)
+    dark = cv.part(CAR, DARK, i)
     glass = cv.part(CAR, np.asarray(cv.pick('glass'))*0.7, i)
     h = rng.uniform(1.35, 1.6)
     if view == 'side':
@@ -273,22 +286,28 @@ def _car(L, cv, rng, view):
     a = rng.uniform(1.7, 1.95)/2
     L.shadow(a*1.05, cv.st['shadow'])
     lamp = cv.part(CAR, (0.95, 0.95, 0.85) if view == 'front' else (0.85, 0.06, 0.05), i)
-    L.box(-a+0.05, 0, -a+0.32, 0.4, dark); L.box(a-0.32, 0, a-0.05, 0.4, dark)
+    L.box(-a+0.05, 0, -a+0.32, 0.4, dark)
+    L.box(a-0.32, 0, a-0.05, 0.4, dark)
     L.poly([(-a, 0.22), (a, 0.22), (a+0.02, 0.72), (a-0.06, 0.84), (-a+0.06, 0.84), (-a-0.02, 0.72)], body)
     L.poly([(-a+0.1, 0.84), (a-0.1, 0.84), (a*0.7, h), (-a*0.7, h)], body)
     top = 0.95 if view == 'rear' else 0.9
     L.poly([(-a+0.2, top), (a-0.2, top), (a*0.7-0.07, h-0.06), (-a*0.7+0.07, h-0.06)], glass)
-    L.box(-a+0.06, 0.56, -a+0.36, 0.7, lamp); L.box(a-0.36, 0.56, a-0.06, 0.7, lamp)
+    L.box(-a+0.06, 0.56, -a+0.36, 0.7, lamp)
+    L.box(a-0.36, 0.56, a-0.06, 0.7, lamp)
     L.box(-a, 0.22, a, 0.34, dark)
 
 # %% ../nbs/01b_synth.ipynb #3ba9b07f
 def _truck(L, cv, rng, view):
     "A truck, 2.45 m wide and up to 3.9 m high: a ribbed cargo box, or from the front a cab below the box."
-    i = cv.new_inst(); body = cv.part(TRUCK, cv.pick('truck'), i); cab = cv.part(TRUCK, cv.pick('truck'), i)
-    dark = cv.part(TRUCK, DARK, i); glass = cv.part(TRUCK, np.asarray(cv.pick('glass'))*0.7, i)
+    i = cv.new_inst()
+    body = cv.part(TRUCK, cv.pick('truck'), i)
+    cab = cv.part(TRUCK, cv.pick('truck'), i)
+    dark = cv.part(TRUCK, DARK, i)
+    glass = cv.part(TRUCK, np.asarray(cv.pick('glass'))*0.7, i)
     h = rng.uniform(3.3, 3.9)
     if view == 'side':
-        lb = rng.uniform(5.5, 8.0); a = (lb + 2.2)/2
+        lb = rng.uniform(5.5, 8.0)
+        a = (lb + 2.2)/2
         L.shadow(a, cv.st['shadow'])
         L.box(-a, 0.5, -a+lb, h, body)
         L.poly([(-a+lb+0.1, 0.5), (a, 0.5), (a, 1.9), (a-0.5, 2.9), (-a+lb+0.1, 2.9)], cab)
@@ -299,20 +318,27 @@ def _truck(L, cv, rng, view):
         return
     a = 2.45/2
     L.shadow(a, cv.st['shadow'])
-    L.box(-a+0.05, 0, -a+0.55, 0.6, dark); L.box(a-0.55, 0, a-0.05, 0.6, dark)
+    L.box(-a+0.05, 0, -a+0.55, 0.6, dark)
+    L.box(a-0.55, 0, a-0.05, 0.6, dark)
     if view == 'rear':
-        L.box(-a, 0.6, a, h, body); L.box(-a, 0.35, a, 0.7, dark)
+        L.box(-a, 0.6, a, h, body)
+        L.box(-a, 0.35, a, 0.7, dark)
         L.line(0, 0.8, 0, h-0.1, dark, 0.05)
         for v in np.arange(1.2, h, 0.7): L.line(-a+0.05, v, a-0.05, v, dark, 0.04)
     else:
-        L.box(-a, 2.8, a, h, body); L.box(-a+0.05, 0.45, a-0.05, 2.85, cab)
-        L.box(-a+0.2, 1.75, a-0.2, 2.65, glass); L.box(-0.6, 0.7, 0.6, 1.35, dark)
+        L.box(-a, 2.8, a, h, body)
+        L.box(-a+0.05, 0.45, a-0.05, 2.85, cab)
+        L.box(-a+0.2, 1.75, a-0.2, 2.65, glass)
+        L.box(-0.6, 0.7, 0.6, 1.35, dark)
 
 # %% ../nbs/01b_synth.ipynb #e667d16c
 def _bus(L, cv, rng, view):
     "A bus, 2.55 m wide, ~3.2 m high: a band of windows and a lit destination sign; side view 10–12.5 m long."
-    i = cv.new_inst(); body = cv.part(BUS, cv.pick('bus'), i); dark = cv.part(BUS, DARK, i)
-    glass = cv.part(BUS, np.asarray(cv.pick('glass'))*0.6, i); sign = cv.part(BUS, (1.0, 0.68, 0.1), i)
+    i = cv.new_inst()
+    body = cv.part(BUS, cv.pick('bus'), i)
+    dark = cv.part(BUS, DARK, i)
+    glass = cv.part(BUS, np.asarray(cv.pick('glass'))*0.6, i)
+    sign = cv.part(BUS, (1.0, 0.68, 0.1), i)
     h = rng.uniform(3.05, 3.3)
     if view == 'side':
         a = rng.uniform(10, 12.5)/2
@@ -320,22 +346,31 @@ def _bus(L, cv, rng, view):
         L.poly([(-a, 0.3), (a, 0.3), (a, h-0.2), (a-0.3, h), (-a+0.3, h), (-a, h-0.2)], body)
         L.box(-a+0.3, 1.45, a-0.3, 2.75, glass)
         for u in np.arange(-a+1.6, a-0.5, 1.45): L.line(u, 1.45, u, 2.75, body, 0.12)
-        L.box(-a+2.0, 0.35, -a+3.1, 2.75, glass); L.box(-a+0.6, 2.85, -a+3.0, 3.0, sign)
+        L.box(-a+2.0, 0.35, -a+3.1, 2.75, glass)
+        L.box(-a+0.6, 2.85, -a+3.0, 3.0, sign)
         for u in (-a+2.6, a-3.0): L.disc(u, 0.5, 0.5, 0.5, dark)
         return
     a = 2.55/2
     L.shadow(a, cv.st['shadow'])
-    L.box(-a+0.05, 0, -a+0.5, 0.5, dark); L.box(a-0.5, 0, a-0.05, 0.5, dark)
+    L.box(-a+0.05, 0, -a+0.5, 0.5, dark)
+    L.box(a-0.5, 0, a-0.05, 0.5, dark)
     L.poly([(-a, 0.3), (a, 0.3), (a, h-0.25), (a-0.3, h), (-a+0.3, h), (-a, h-0.25)], body)
-    if view == 'front': L.box(-a+0.12, 1.0, a-0.12, 2.7, glass); L.box(-0.9, 2.8, 0.9, 3.0, sign)
-    else: L.box(-a+0.25, 1.9, a-0.25, 2.85, glass); L.box(-0.7, 0.6, 0.7, 1.2, dark)
+    if view == 'front':
+        L.box(-a+0.12, 1.0, a-0.12, 2.7, glass)
+        L.box(-0.9, 2.8, 0.9, 3.0, sign)
+    else:
+        L.box(-a+0.25, 1.9, a-0.25, 2.85, glass)
+        L.box(-0.7, 0.6, 0.7, 1.2, dark)
     L.box(-a, 0.3, a, 0.45, dark)
 
 # %% ../nbs/01b_synth.ipynb #452bacc2
 def _train(L, cv, rng, view):
     "A tram (Cityscapes' `train`): 2.65 m wide, ~3.6 m high, a stripe, big windows and a pantograph; side view 18–28 m."
-    i = cv.new_inst(); body = cv.part(TRAIN, cv.pick('train', 0), i); stripe = cv.part(TRAIN, cv.pick('train', 1), i)
-    dark = cv.part(TRAIN, DARK, i); glass = cv.part(TRAIN, np.asarray(cv.pick('glass'))*0.6, i)
+    i = cv.new_inst()
+    body = cv.part(TRAIN, cv.pick('train', 0), i)
+    stripe = cv.part(TRAIN, cv.pick('train', 1), i)
+    dark = cv.part(TRAIN, DARK, i)
+    glass = cv.part(TRAIN, np.asarray(cv.pick('glass'))*0.6, i)
     h = rng.uniform(3.4, 3.8)
     if view == 'side':
         a = rng.uniform(18, 28)/2
@@ -344,7 +379,8 @@ def _train(L, cv, rng, view):
         L.box(-a, 0.45, a, 1.0, stripe)
         for u in np.arange(-a+1.0, a-1.2, 1.9): L.box(u, 1.5, u+1.3, 2.7, glass)
         for u in (-a+2.5, a-2.5, 0): L.box(u-1.0, 0.1, u+1.0, 0.55, dark)
-        L.line(-1.0, h, 0, h+0.9, dark, 0.06); L.line(0, h+0.9, 1.0, h, dark, 0.06)
+        L.line(-1.0, h, 0, h+0.9, dark, 0.06)
+        L.line(0, h+0.9, 1.0, h, dark, 0.06)
         return
     a = 2.65/2
     L.shadow(a, cv.st['shadow'])
@@ -352,7 +388,9 @@ def _train(L, cv, rng, view):
     L.poly([(-a, 0.45), (a, 0.45), (a, h-0.6), (a-0.4, h), (-a+0.4, h), (-a, h-0.6)], body)
     L.box(-a, 0.45, a, 1.1, stripe)
     L.poly([(-a+0.2, 1.5), (a-0.2, 1.5), (a-0.3, h-0.35), (-a+0.3, h-0.35)], glass)
-    L.line(-0.6, h, 0, h+0.9, dark, 0.06); L.line(0, h+0.9, 0.6, h, dark, 0.06); L.line(-0.6, h+0.9, 0.6, h+0.9, dark, 0.06)
+    L.line(-0.6, h, 0, h+0.9, dark, 0.06)
+    L.line(0, h+0.9, 0.6, h, dark, 0.06)
+    L.line(-0.6, h+0.9, 0.6, h+0.9, dark, 0.06)
 
 # %% ../nbs/01b_synth.ipynb #91e24972
 def _person(L, cv, rng, view):
@@ -365,13 +403,17 @@ def _person(L, cv, rng, view):
     hip, sh = 0.47*h, 0.82*h
     if view == 'side':
         st = rng.uniform(0.0, 0.22)
-        L.line(0, hip, st, 0, bot, 0.13); L.line(0, hip, -st, 0, bot, 0.13)
-        L.box(-0.13, hip, 0.13, sh, top); L.line(0, sh-0.05, rng.uniform(-0.15, 0.15), hip+0.02, skin, 0.09)
+        L.line(0, hip, st, 0, bot, 0.13)
+        L.line(0, hip, -st, 0, bot, 0.13)
+        L.box(-0.13, hip, 0.13, sh, top)
+        L.line(0, sh-0.05, rng.uniform(-0.15, 0.15), hip+0.02, skin, 0.09)
     else:
         g = rng.uniform(0.04, 0.1)
-        L.box(-g-0.13, 0, -g, hip, bot); L.box(g, 0, g+0.13, hip, bot)
+        L.box(-g-0.13, 0, -g, hip, bot)
+        L.box(g, 0, g+0.13, hip, bot)
         L.poly([(-0.17, hip), (0.17, hip), (0.23, sh), (-0.23, sh)], top)
-        L.box(-0.31, hip+0.05, -0.22, sh, top); L.box(0.22, hip+0.05, 0.31, sh, top)
+        L.box(-0.31, hip+0.05, -0.22, sh, top)
+        L.box(0.22, hip+0.05, 0.31, sh, top)
     L.box(-0.05, sh, 0.05, h-0.2, skin)
     L.disc(0, h-0.115, 0.1, 0.115, skin if view == 'front' else hair)
     L.disc(0, h-0.06, 0.1, 0.06, hair)
@@ -379,50 +421,70 @@ def _person(L, cv, rng, view):
 # %% ../nbs/01b_synth.ipynb #f1cd4f91
 def _bicycle(L, cv, rng, view, rider=False):
     "A bicycle (two spoked wheels, labelled whole as Cityscapes does, and a diamond frame; from behind a wheel and handlebar), optionally ridden."
-    i = cv.new_inst(); part = cv.part(BIKE, cv.pick('bicycle'), i)
+    i = cv.new_inst()
+    part = cv.part(BIKE, cv.pick('bicycle'), i)
     spokes = cv.part(BIKE, np.asarray(cv.pick('bicycle'))*0.4 + 0.35, i)
     if view == 'side':
-        for u in (-0.52, 0.52): L.disc(u, 0.34, 0.34, 0.34, spokes); L.disc(u, 0.34, 0.34, 0.34, part, 0.07)
+        for u in (-0.52, 0.52):
+            L.disc(u, 0.34, 0.34, 0.34, spokes)
+            L.disc(u, 0.34, 0.34, 0.34, part, 0.07)
         p = dict(rh=(-0.52, 0.34), cr=(0, 0.34), se=(-0.15, 0.9), ht=(0.38, 0.85), fh=(0.52, 0.34))
         for a, b in (('rh', 'se'), ('rh', 'cr'), ('cr', 'se'), ('cr', 'ht'), ('se', 'ht'), ('ht', 'fh')): L.line(*p[a], *p[b], part, 0.07)
         L.line(0.38, 0.85, 0.33, 1.02, part, 0.07)
     else:
-        L.disc(0, 0.34, 0.05, 0.34, part); L.line(-0.3, 1.0, 0.3, 1.0, part, 0.07); L.line(0, 0.34, 0, 1.0, part, 0.07)
+        L.disc(0, 0.34, 0.05, 0.34, part)
+        L.line(-0.3, 1.0, 0.3, 1.0, part, 0.07)
+        L.line(0, 0.34, 0, 1.0, part, 0.07)
     if not rider: return
-    r = cv.new_inst(); skin, top, bot = (cv.part(RIDER, cv.pick(k), r) for k in ('skin', 'clothes', 'clothes'))
+    r = cv.new_inst()
+    skin, top, bot = (cv.part(RIDER, cv.pick(k), r) for k in ('skin', 'clothes', 'clothes'))
     if view == 'side':
-        L.line(-0.15, 0.95, 0.1, 0.7, bot, 0.13); L.line(0.1, 0.7, 0.05, 0.3, bot, 0.11)
-        L.line(-0.15, 0.95, 0.12, 1.45, top, 0.3); L.line(0.12, 1.42, 0.33, 1.02, skin, 0.08)
+        L.line(-0.15, 0.95, 0.1, 0.7, bot, 0.13)
+        L.line(0.1, 0.7, 0.05, 0.3, bot, 0.11)
+        L.line(-0.15, 0.95, 0.12, 1.45, top, 0.3)
+        L.line(0.12, 1.42, 0.33, 1.02, skin, 0.08)
         L.disc(0.2, 1.62, 0.11, 0.12, skin)
     else:
-        L.line(-0.12, 0.95, -0.12, 0.35, bot, 0.12); L.line(0.12, 0.95, 0.12, 0.35, bot, 0.12)
+        L.line(-0.12, 0.95, -0.12, 0.35, bot, 0.12)
+        L.line(0.12, 0.95, 0.12, 0.35, bot, 0.12)
         L.poly([(-0.17, 0.95), (0.17, 0.95), (0.22, 1.45), (-0.22, 1.45)], top)
-        L.line(-0.2, 1.4, -0.3, 1.0, top, 0.09); L.line(0.2, 1.4, 0.3, 1.0, top, 0.09)
+        L.line(-0.2, 1.4, -0.3, 1.0, top, 0.09)
+        L.line(0.2, 1.4, 0.3, 1.0, top, 0.09)
         L.disc(0, 1.58, 0.1, 0.12, skin)
 
 # %% ../nbs/01b_synth.ipynb #659ad59e
 def _motorcycle(L, cv, rng, view, rider=False):
     "A motorcycle (two solid wheels, engine, tank and seat; from behind wheel, seat and tail lamp), optionally ridden (helmet)."
-    i = cv.new_inst(); body = cv.part(MOTO, cv.pick('moto'), i); dark = cv.part(MOTO, DARK, i)
+    i = cv.new_inst()
+    body = cv.part(MOTO, cv.pick('moto'), i)
+    dark = cv.part(MOTO, DARK, i)
     grey = cv.part(MOTO, (0.45, 0.45, 0.47), i)
     if view == 'side':
         L.shadow(0.9, cv.st['shadow'])
-        for u in (-0.72, 0.72): L.disc(u, 0.31, 0.31, 0.31, dark); L.disc(u, 0.31, 0.1, 0.1, grey)
+        for u in (-0.72, 0.72):
+            L.disc(u, 0.31, 0.31, 0.31, dark)
+            L.disc(u, 0.31, 0.1, 0.1, grey)
         L.box(-0.25, 0.3, 0.25, 0.58, grey)
         L.poly([(-0.85, 0.6), (-0.2, 0.5), (0.45, 0.55), (0.68, 0.85), (0.5, 0.98), (0.1, 0.9), (-0.35, 0.88), (-0.9, 0.78)], body)
         L.line(0.72, 0.31, 0.52, 1.05, grey, 0.06)
     else:
         L.shadow(0.35, cv.st['shadow'])
-        L.box(-0.08, 0, 0.08, 0.62, dark); L.box(-0.22, 0.55, 0.22, 0.95, body)
-        L.box(-0.12, 0.75, 0.12, 0.85, cv.part(MOTO, (0.85, 0.06, 0.05), i)); L.line(-0.38, 1.05, 0.38, 1.05, grey, 0.05)
+        L.box(-0.08, 0, 0.08, 0.62, dark)
+        L.box(-0.22, 0.55, 0.22, 0.95, body)
+        L.box(-0.12, 0.75, 0.12, 0.85, cv.part(MOTO, (0.85, 0.06, 0.05), i))
+        L.line(-0.38, 1.05, 0.38, 1.05, grey, 0.05)
     if not rider: return
-    r = cv.new_inst(); top, bot, helmet = (cv.part(RIDER, cv.pick('clothes'), r) for _ in range(3))
+    r = cv.new_inst()
+    top, bot, helmet = (cv.part(RIDER, cv.pick('clothes'), r) for _ in range(3))
     if view == 'side':
-        L.line(-0.2, 0.9, 0.22, 0.85, bot, 0.15); L.line(0.22, 0.85, 0.18, 0.4, bot, 0.12)
-        L.line(-0.2, 0.9, 0.05, 1.45, top, 0.32); L.line(0.08, 1.4, 0.5, 1.05, top, 0.09)
+        L.line(-0.2, 0.9, 0.22, 0.85, bot, 0.15)
+        L.line(0.22, 0.85, 0.18, 0.4, bot, 0.12)
+        L.line(-0.2, 0.9, 0.05, 1.45, top, 0.32)
+        L.line(0.08, 1.4, 0.5, 1.05, top, 0.09)
         L.disc(0.12, 1.62, 0.15, 0.15, helmet)
     else:
-        L.line(-0.2, 0.95, -0.25, 0.4, bot, 0.12); L.line(0.2, 0.95, 0.25, 0.4, bot, 0.12)
+        L.line(-0.2, 0.95, -0.25, 0.4, bot, 0.12)
+        L.line(0.2, 0.95, 0.25, 0.4, bot, 0.12)
         L.poly([(-0.2, 0.9), (0.2, 0.9), (0.24, 1.45), (-0.24, 1.45)], top)
         L.disc(0, 1.62, 0.15, 0.16, helmet)
 
@@ -438,46 +500,70 @@ def _light_box(L, cv, rng, u, v, front):
 # %% ../nbs/01b_synth.ipynb #08596b66
 def _sign_plate(L, cv, rng, v, k=1.3):
     "A sign plate at height `v`: round, triangular, square or a name board, `k`× life size; one in five seen from behind."
-    shape = rng.integers(4); a = cv.part(SIGN, cv.pick('sign', [0, 0, 1, 3][shape])); b = cv.part(SIGN, cv.pick('sign', 2))
+    shape = rng.integers(4)
+    a = cv.part(SIGN, cv.pick('sign', [0, 0, 1, 3][shape]))
+    b = cv.part(SIGN, cv.pick('sign', 2))
     if rng.random() < 0.2: a = b = cv.part(SIGN, (0.55, 0.55, 0.57))
-    if shape == 0:   L.disc(0, v+0.32*k, 0.32*k, 0.32*k, a); L.disc(0, v+0.32*k, 0.22*k, 0.22*k, b)
-    elif shape == 1: L.poly([(-0.38*k, v), (0.38*k, v), (0, v+0.66*k)], a); L.poly([(-0.22*k, v+0.1*k), (0.22*k, v+0.1*k), (0, v+0.48*k)], b)
-    elif shape == 2: L.box(-0.3*k, v, 0.3*k, v+0.6*k, a); L.box(-0.06*k, v+0.1*k, 0.06*k, v+0.5*k, b)
-    else:            L.box(-0.5*k, v, 0.5*k, v+0.35*k, a); L.box(-0.4*k, v+0.13*k, 0.4*k, v+0.22*k, cv.part(SIGN, DARK))
+    if shape == 0:
+        L.disc(0, v+0.32*k, 0.32*k, 0.32*k, a)
+        L.disc(0, v+0.32*k, 0.22*k, 0.22*k, b)
+    elif shape == 1:
+        L.poly([(-0.38*k, v), (0.38*k, v), (0, v+0.66*k)], a)
+        L.poly([(-0.22*k, v+0.1*k), (0.22*k, v+0.1*k), (0, v+0.48*k)], b)
+    elif shape == 2:
+        L.box(-0.3*k, v, 0.3*k, v+0.6*k, a)
+        L.box(-0.06*k, v+0.1*k, 0.06*k, v+0.5*k, b)
+    else:
+        L.box(-0.5*k, v, 0.5*k, v+0.35*k, a)
+        L.box(-0.4*k, v+0.13*k, 0.4*k, v+0.22*k, cv.part(SIGN, DARK))
 
 # %% ../nbs/01b_synth.ipynb #acbaf6d0
 def _pole(L, cv, rng, kind):
     "A pole of `kind`: 'lamp' (street light with arm), 'plain', 'sign', 'light' (traffic light) or 'overhead' (light on an arm)."
     pole = cv.part(POLE, cv.pick('pole'))
     if kind == 'lamp':
-        h = rng.uniform(6.0, 8.5); L.line(0, 0, 0, h, pole, 0.16)
-        L.line(0, h, 1.4, h+0.35, pole, 0.1); L.box(1.2, h+0.15, 1.9, h+0.4, pole)
+        h = rng.uniform(6.0, 8.5)
+        L.line(0, 0, 0, h, pole, 0.16)
+        L.line(0, h, 1.4, h+0.35, pole, 0.1)
+        L.box(1.2, h+0.15, 1.9, h+0.4, pole)
     elif kind == 'plain': L.line(0, 0, 0, rng.uniform(2.5, 5.0), pole, 0.14)
     elif kind == 'sign':
-        h = rng.uniform(2.2, 2.9); L.line(0, 0, 0, h, pole, 0.1); _sign_plate(L, cv, rng, h)
+        h = rng.uniform(2.2, 2.9)
+        L.line(0, 0, 0, h, pole, 0.1)
+        _sign_plate(L, cv, rng, h)
     elif kind == 'light':
-        h = rng.uniform(2.8, 3.5); L.line(0, 0, 0, h, pole, 0.14); _light_box(L, cv, rng, 0, h, front=rng.random() < 0.7)
+        h = rng.uniform(2.8, 3.5)
+        L.line(0, 0, 0, h, pole, 0.14)
+        _light_box(L, cv, rng, 0, h, front=rng.random() < 0.7)
     elif kind == 'overhead':
         h, arm = rng.uniform(5.0, 6.0), rng.uniform(3.0, 5.5)
-        L.line(0, 0, 0, h, pole, 0.2); L.line(0, h-0.1, arm, h-0.1, pole, 0.12)
+        L.line(0, 0, 0, h, pole, 0.2)
+        L.line(0, h-0.1, arm, h-0.1, pole, 0.12)
         _light_box(L, cv, rng, arm-0.2, h-1.35, front=True)
     else: raise ValueError(f"unknown pole kind {kind!r}")
 
 # %% ../nbs/01b_synth.ipynb #90256efc
 def _tree(L, cv, rng):
     "A street tree: trunk and a crown of overlapping blobs in two shades, all `vegetation` as in Cityscapes."
-    th = rng.uniform(1.8, 3.0); L.box(-0.15, 0, 0.15, th+0.5, cv.part(VEG, cv.pick('trunk')))
-    R = rng.uniform(1.2, 2.3); parts = [cv.part(VEG, cv.pick('vegetation')) for _ in range(2)]
+    th = rng.uniform(1.8, 3.0)
+    L.box(-0.15, 0, 0.15, th+0.5, cv.part(VEG, cv.pick('trunk')))
+    R = rng.uniform(1.2, 2.3)
+    parts = [cv.part(VEG, cv.pick('vegetation')) for _ in range(2)]
     for k in range(rng.integers(4, 8)):
-        du, dv = rng.uniform(-0.6, 0.6, 2)*R; r = R*rng.uniform(0.45, 0.75)
+        du, dv = rng.uniform(-0.6, 0.6, 2)*R
+        r = R*rng.uniform(0.45, 0.75)
         L.disc(du, th+R+dv, r, r*rng.uniform(0.8, 1.1), parts[k % 2])
 
 # %% ../nbs/01b_synth.ipynb #7b789e34
 def _static(L, cv, rng):
     "Street clutter Cityscapes calls `static` (void): a bin, a bench or a bollard."
-    p = cv.part(STATIC, cv.pick('static')); k = rng.integers(3)
+    p = cv.part(STATIC, cv.pick('static'))
+    k = rng.integers(3)
     if k == 0: L.box(-0.3, 0, 0.3, 1.0, p)
-    elif k == 1: L.box(-0.9, 0.4, 0.9, 0.55, p); L.box(-0.8, 0, -0.7, 0.45, p); L.box(0.7, 0, 0.8, 0.45, p)
+    elif k == 1:
+        L.box(-0.9, 0.4, 0.9, 0.55, p)
+        L.box(-0.8, 0, -0.7, 0.45, p)
+        L.box(0.7, 0, 0.8, 0.45, p)
     else: L.box(-0.07, 0, 0.07, 0.9, p)
 
 # %% ../nbs/01b_synth.ipynb #937b2947
@@ -495,7 +581,8 @@ def _object_sheet(style=GTA5, # palette to draw with
     "Each object of `_OBJECTS` drawn alone, large, in a 64×128 tile: {name: (RGB float image, label ids)}."
     out = {}
     for name, (fn, kw) in _OBJECTS.items():
-        rng = np.random.default_rng(seed); cv = _Canvas(64, 128, style, rng)
+        rng = np.random.default_rng(seed)
+        cv = _Canvas(64, 128, style, rng)
         cv.P[:] = cv.part(0, (1, 1, 1))
         v = view if fn in (_car, _truck, _bus, _train, _person, _bicycle, _motorcycle) else None
         fn(_Local(cv, 64, 62, _SHEET_SCALE[name]), cv, rng, **({'view': v} if v else {}), **kw)
@@ -515,7 +602,8 @@ class _Street:
         self.rh, self.sw = u('road_half'), u('sidewalk')
         self.outer = {s: u('outer') for s in (-1, 1)}       # band between sidewalk and facades, per side
         self.park = 2.2                                     # a parking lane along each kerb
-        n = max(2, int((2*self.rh - 2*self.park)/st['lane_w'])); lw = (2*self.rh - 2*self.park)/n
+        n = max(2, int((2*self.rh - 2*self.park)/st['lane_w']))
+        lw = (2*self.rh - 2*self.park)/n
         self.lanes = [-self.rh + self.park + lw*(k + 0.5) for k in range(n)]
         own = [x for x in self.lanes if x > 0] or self.lanes[-1:]
         self.c = own[rng.integers(len(own))]               # right-hand traffic: the camera drives in a right lane
@@ -530,12 +618,16 @@ class _Street:
 # %% ../nbs/01b_synth.ipynb #c99999c0
 def _sample_segments(st, S, rng, side, z_far=110.):
     "Facade segments along one side (-1 left, +1 right), near to far, as dicts (kind, z0, z1, X, h, ground)."
-    kinds = list(st['sides']); w = np.array([st['sides'][k] for k in kinds], float); w /= w.sum()
+    kinds = list(st['sides'])
+    w = np.array([st['sides'][k] for k in kinds], float)
+    w /= w.sum()
     D = abs(S.facade(side))
     z = max(0.5, 0.8*S.f*max(D - side*S.c, 0.5)/max(S.x_v if side < 0 else S.W - S.x_v, 1.))  # first depth in view
     segs = []
     while z < z_far:
-        if S.cross and S.cross[0] - 1 <= z < S.cross[1]: z = S.cross[1]; continue
+        if S.cross and S.cross[0] - 1 <= z < S.cross[1]:
+            z = S.cross[1]
+            continue
         kind = kinds[rng.choice(len(kinds), p=w)]
         z1 = z + (rng.uniform(6, 22) if kind == 'building' else rng.uniform(5, 15))
         if S.cross and z < S.cross[0] < z1: z1 = S.cross[0]
@@ -549,7 +641,8 @@ def _sample_segments(st, S, rng, side, z_far=110.):
             bk = 'vegetation' if rng.random() < 0.5 else 'building'
             segs.append(dict(kind=bk, z0=z, z1=z1, X=side*(D + rng.uniform(2, 8)), side=side, ground='sidewalk',
                              h=rng.uniform(5, 12) if bk == 'vegetation' else rng.uniform(*st['bld_h'])))
-        segs.append(g); z = z1
+        segs.append(g)
+        z = z1
     return segs
 
 # %% ../nbs/01b_synth.ipynb #506b3db8
@@ -560,7 +653,8 @@ def _ground(cv, S, segs):
     if r0 >= H: return None
     d = np.arange(r0, H, dtype=np.float32)[:, None] + 0.5 - S.y_h
     xs = np.arange(W, dtype=np.float32)[None, :] + 0.5
-    z = np.broadcast_to(S.f*S.cam_h/d, (H - r0, W)); X = (xs - S.x_v)*S.cam_h/d + S.c
+    z = np.broadcast_to(S.f*S.cam_h/d, (H - r0, W))
+    X = (xs - S.x_v)*S.cam_h/d + S.c
     aX, side = np.abs(X), np.where(X < 0, -1, 1)
     terr = np.zeros(aX.shape, bool)                        # grass verges: look up the facade segment at each depth
     for s in (-1, 1):
@@ -569,7 +663,8 @@ def _ground(cv, S, segs):
         z0s, z1s = np.array([g['z0'] for g in main]), np.array([g['z1'] for g in main])
         flag = np.array([g['ground'] == 'terrain' for g in main])
         i = np.searchsorted(z0s, z, side='right') - 1
-        ok = (i >= 0) & (side == s); i = i.clip(0)
+        ok = (i >= 0) & (side == s)
+        i = i.clip(0)
         terr |= ok & flag[i] & (z < z1s[i])
     prt = {k: cv.part(l, cv.pick(c)) for k, l, c in
            (('road', ROAD, 'road'), ('side', SIDEWALK, 'sidewalk'), ('curb', SIDEWALK, 'curb'), ('terr', TERRAIN, 'terrain'))}
@@ -598,7 +693,8 @@ def _facade(cv, S, g):
     "Draw facade segment `g` in perspective, with its windows, bricks, fence bars or leafy top."
     Xc = g['X'] - S.c
     if Xc == 0 or g['kind'] == 'gap': return
-    z0, z1 = g['z0'], g['z1']; h = g['h']*1.4 if g['kind'] == 'vegetation' else g['h']
+    z0, z1 = g['z0'], g['z1']
+    h = g['h']*1.4 if g['kind'] == 'vegetation' else g['h']
     xa, xb = S.x_v + S.f*Xc/z0, S.x_v + S.f*Xc/z1
     c0, c1 = int(max(0, np.floor(min(xa, xb)))), int(min(S.W, np.ceil(max(xa, xb))))
     r0, r1 = int(max(0, np.floor(min(S.y(h, z0), S.y(h, z1))))), int(min(S.H, np.ceil(max(S.y(0, z0), S.y(0, z1)))))
@@ -618,7 +714,8 @@ def _facade(cv, S, g):
         return
     lab = dict(building=BUILDING, wall=WALL, fence=FENCE)[k]
     base = np.asarray(cv.pick(k))*shade
-    m = inz & (v >= 0) & (v < g['h']); sub[m] = cv.part(lab, base)
+    m = inz & (v >= 0) & (v < g['h'])
+    sub[m] = cv.part(lab, base)
     if k == 'building':
         sub[m & _window_grid(cv, u, v, g['h'])] = cv.part(BUILDING, np.asarray(cv.pick('glass'))*shade)
         if cv.rng.random() < 0.6:                                                # shop fronts
@@ -636,7 +733,8 @@ def _front_face(cv, S, X0, X1, z, h):
     if c1 <= c0 or r1 <= r0: return
     u = (np.arange(c0, c1)[None, :] + 0.5 - S.x_v)*z/S.f
     v = S.cam_h - (np.arange(r0, r1)[:, None] + 0.5 - S.y_h)*z/S.f
-    sub = cv.P[r0:r1, c0:c1]; sub[...] = cv.part(BUILDING, cv.pick('building'))
+    sub = cv.P[r0:r1, c0:c1]
+    sub[...] = cv.part(BUILDING, cv.pick('building'))
     sub[_window_grid(cv, u, v, h)] = cv.part(BUILDING, cv.pick('glass'))
 
 # %% ../nbs/01b_synth.ipynb #a7329b5f
@@ -649,7 +747,8 @@ def _skyline(cv, S, rng, z=160.):
     m = (ys >= S.y(hs[k], z)[None, :]) & (ys < S.y_h + 1)
     b, g = cv.part(BUILDING, np.asarray(cv.pick('building'))*0.85), cv.part(VEG, np.asarray(cv.pick('vegetation'))*0.85)
     w = cv.part(BUILDING, np.asarray(cv.pick('glass'))*0.9)
-    u = (np.arange(W) + 0.5 - S.x_v)*z/S.f; v = S.cam_h - (ys - S.y_h)*z/S.f
+    u = (np.arange(W) + 0.5 - S.x_v)*z/S.f
+    v = S.cam_h - (ys - S.y_h)*z/S.f
     win = (_frac(u/3.0)[None, :] < 0.45) & (_frac(v/3.2) < 0.45) & (v > 2) & (v < hs[k][None, :] - 1)
     cv.P[m] = np.where(veg[k][None, :], g, np.where(win, w, b))[m]
 
@@ -666,10 +765,14 @@ def _place_traffic(R, S, rng, n, out):
             else: continue
             occupied.setdefault(x, []).append(z)
             out.append((z, x + rng.uniform(-0.3, 0.3), fn, dict(view='rear' if x > 0 else 'front', **kw), False))
-    lane_obj(_car, 'car', 5, 6.5); lane_obj(_truck, 'truck', 9, 10); lane_obj(_bus, 'bus', 9, 13)
-    lane_obj(_train, 'train', 12, 22); lane_obj(_motorcycle, 'moto_rider', 6, 4, rider=True)
+    lane_obj(_car, 'car', 5, 6.5)
+    lane_obj(_truck, 'truck', 9, 10)
+    lane_obj(_bus, 'bus', 9, 13)
+    lane_obj(_train, 'train', 12, 22)
+    lane_obj(_motorcycle, 'moto_rider', 6, 4, rider=True)
     for _ in range(n('parked_car')):
-        s = rng.choice([-1, 1]); out.append((rng.uniform(4, 60), s*(S.rh - 1.1), _car, dict(view='rear' if s > 0 else 'front'), False))
+        s = rng.choice([-1, 1])
+        out.append((rng.uniform(4, 60), s*(S.rh - 1.1), _car, dict(view='rear' if s > 0 else 'front'), False))
     for _ in range(n('bike_rider')): out.append((rng.uniform(4, 40), S.rh - 0.8, _bicycle, dict(view='rear', rider=True), False))
 
 def _place_sidewalk(R, S, rng, n, out):
@@ -692,7 +795,9 @@ def _place_kerb(R, S, rng, n, out):
             z += rng.uniform(12, 26)/max(R['pole'], 0.05)
         if rng.random() < R['tree']/(1 + R['tree']):
             z = rng.uniform(3, 10)
-            while z < 70: out.append((z, s*(S.rh + S.sw - 0.7), _tree, {}, False)); z += rng.uniform(7, 14)
+            while z < 70:
+                out.append((z, s*(S.rh + S.sw - 0.7), _tree, {}, False))
+                z += rng.uniform(7, 14)
     for _ in range(n('sign')): out.append((rng.uniform(4, 40), rng.choice([-1, 1])*(S.rh + 0.45), _pole, dict(kind='sign'), False))
     zl = S.cross[0] - 0.5 if S.cross else rng.uniform(12, 32)
     for _ in range(n('light')):
@@ -725,7 +830,8 @@ def _noise(rng, H, W, cell):
     return cv2.resize(rng.standard_normal((h, w), np.float32), (W, H), interpolation=cv2.INTER_CUBIC)
 
 # %% ../nbs/01b_synth.ipynb #e1796488
-_GROUND = np.zeros(256, bool); _GROUND[[ROAD, SIDEWALK, TERRAIN]] = True
+_GROUND = np.zeros(256, bool)
+_GROUND[[ROAD, SIDEWALK, TERRAIN]] = True
 
 @functools.lru_cache(maxsize=4)
 def _noise_bank(H, W) -> np.ndarray:
@@ -758,7 +864,8 @@ def _sky(st, S, rng, sc, rows):
 def _shade(cv, S, lab, ground, rng) -> np.ndarray:
     "The RGB uint8 image: part colours × class textures × ground shadows, then sky, light and sensor."
     st, H, W = cv.st, S.H, S.W
-    amp = np.zeros((256, 3), np.float32); amp[:] = st['tex']['default']
+    amp = np.zeros((256, 3), np.float32)
+    amp[:] = st['tex']['default']
     for name, a in st['tex'].items():
         if name != 'default': amp[CS_ID[name]] = a
     sc = st['tex_scale']*W/256
@@ -776,15 +883,23 @@ def _shade(cv, S, lab, ground, rng) -> np.ndarray:
     # light, in place: exposure × tint, saturation about the grey value, contrast about mid-grey, gamma
     img *= (rng.uniform(*st['brightness'])*np.asarray(st['tint'])*(1 + st['tint_jitter']*rng.standard_normal(3))).astype(np.float32)
     g = (img[..., 0] + img[..., 1] + img[..., 2])[..., None]/3
-    img -= g; img *= st['saturation']*(1 + st['sat_jitter']*rng.standard_normal()); img += g
-    img -= 0.5; img *= st['contrast']; img += 0.5; np.clip(img, 0, 1, out=img)
+    img -= g
+    img *= st['saturation']*(1 + st['sat_jitter']*rng.standard_normal())
+    img += g
+    img -= 0.5
+    img *= st['contrast']
+    img += 0.5
+    np.clip(img, 0, 1, out=img)
     if st['gamma'] != 1: img **= st['gamma']
     if st['blur'] > 0: img = cv2.GaussianBlur(img, (0, 0), st['blur']*W/256)
     if st['vignette'] > 0: img *= _vignette(H, W, st['vignette'])
     if st['noise'] > 0:                                             # luminance noise plus weaker colour noise
         n = _pixel_noise(rng, H, W)
-        img += n[..., :1]*st['noise']; img += n[..., 1:]*(st['noise']*0.5)
-    np.clip(img, 0, 1, out=img); img *= 255; img += 0.5
+        img += n[..., :1]*st['noise']
+        img += n[..., 1:]*(st['noise']*0.5)
+    np.clip(img, 0, 1, out=img)
+    img *= 255
+    img += 0.5
     return img.astype(np.uint8)
 
 # %% ../nbs/01b_synth.ipynb #ad478700
@@ -844,7 +959,9 @@ def sample_files(domain, split, i:int) -> dict:
     if lay == 'gta5': return dict(img=f'images/{i+1:05d}.png', label=f'labels/{i+1:05d}.png')
     if lay == 'synthia': return dict(img=f'RGB/{i:07d}.png', label=f'GT/LABELS/{i:07d}.png')
     if lay == 'cityscapes':
-        cities = CS_CITIES[split]; city = cities[i % len(cities)]; stem = f'{city}_{i//len(cities):06d}_000019'
+        cities = CS_CITIES[split]
+        city = cities[i % len(cities)]
+        stem = f'{city}_{i//len(cities):06d}_000019'
         return dict(img=f'leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png', label=f'gtFine/{split}/{city}/{stem}_gtFine_labelIds.png')
     pano = f'pano_{i + (0 if split == "train" else 50000):05d}_{i % 3}_{180*((i//3) % 2)}'
     if split == 'train': return dict(img=f'Images/Train/{pano}.jpg', label=None)
@@ -852,23 +969,30 @@ def sample_files(domain, split, i:int) -> dict:
 
 # %% ../nbs/01b_synth.ipynb #1ea0f589
 _GTA5_PALETTE = CS_PALETTE.flatten().tolist()
-_PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]  # lossless, ~4x faster than PIL
+# lossless, ~4x faster than PIL
+_PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
 
 def encode_sample(domain, split, scene:dict, dst:Path, i:int) -> np.ndarray:
     "Write one scene in `domain`'s real encoding under `dst`; return its pixels per trainId (19 classes, then ignore)."
     files, lay = sample_files(domain, split, i), LAYOUT[domain]
-    ip = Path(dst)/files['img']; ip.parent.mkdir(parents=True, exist_ok=True)
+    ip = Path(dst)/files['img']
+    ip.parent.mkdir(parents=True, exist_ok=True)
     if ip.suffix == '.jpg': Image.fromarray(scene['img']).save(ip, quality=92)
     elif not cv2.imwrite(str(ip), np.ascontiguousarray(scene['img'][..., ::-1]), _PNG_FAST): raise OSError(f"could not write {ip}")
-    lab = scene['lab']; train = ID2TRAIN[lab]
+    lab = scene['lab']
+    train = ID2TRAIN[lab]
     if lay == 'synthia': train = np.where(scene['lane'], 255, train)      # SYNTHIA's lane-marking class is ignored
     hist = np.bincount(np.where(train == 255, 19, train).ravel(), minlength=20)
     if files['label'] is None: return hist
-    lp = Path(dst)/files['label']; lp.parent.mkdir(parents=True, exist_ok=True)
+    lp = Path(dst)/files['label']
+    lp.parent.mkdir(parents=True, exist_ok=True)
     if lay == 'gta5':
-        im = Image.fromarray(lab, 'P'); im.putpalette(_GTA5_PALETTE); im.save(lp, compress_level=1)
+        im = Image.fromarray(lab, 'P')
+        im.putpalette(_GTA5_PALETTE)
+        im.save(lp, compress_level=1)
     elif lay == 'synthia':
-        raw = CS2SYNTHIA[lab]; raw[scene['lane']] = SYNTHIA_LANEMARKING
+        raw = CS2SYNTHIA[lab]
+        raw[scene['lane']] = SYNTHIA_LANEMARKING
         inst = np.where(np.isin(lab, THINGS), scene['inst'], 0).astype(np.uint16)
         if not cv2.imwrite(str(lp), np.stack([np.zeros_like(raw), inst, raw], -1), [cv2.IMWRITE_PNG_COMPRESSION, 1]):
             raise OSError(f"could not write {lp}")
@@ -906,7 +1030,9 @@ def _run_jobs(jobs, workers, progress:bool=False):
     with tqdm(total=len(jobs), desc='render', unit='img', disable=not progress, mininterval=1) as bar:
         def counted(results):
             out = []
-            for r in results: out.append(r); bar.update(1)
+            for r in results:
+                out.append(r)
+                bar.update(1)
             return out
         if workers <= 1 or len(jobs) < 2 or mp.current_process().daemon:   # a pool's worker may not start processes
             return counted(map(_job, jobs))
@@ -928,7 +1054,9 @@ def resolve_counts(counts=None, # None, an int, or {domain: int | {split: int}}
     for d, v in counts.items():
         if d not in DOMAINS: raise ValueError(f"counts: unknown domain {d!r}; the embedded domains are {list(DOMAINS)}")
         if d not in out: continue
-        if not isinstance(v, dict): out[d] = {s: check(d, v) for s in SPLITS[d]}; continue
+        if not isinstance(v, dict):
+            out[d] = {s: check(d, v) for s in SPLITS[d]}
+            continue
         bad = [s for s in v if s not in SPLITS[d]]
         if bad: raise ValueError(f"counts[{d!r}]: unknown split(s) {bad}; {d} has {list(SPLITS[d])}")
         out[d].update({s: check(f'{d}][{s}', n) for s, n in v.items()})
@@ -989,10 +1117,14 @@ def _clean_stale(final:Path):
 # %% ../nbs/01b_synth.ipynb #89bd93ea
 def _install(tmp:Path, final:Path):
     "Move the finished `tmp` folder to `final`; a previous render is removed only once the new one is in place."
-    if not final.exists(): tmp.rename(final); return
+    if not final.exists():
+        tmp.rename(final)
+        return
     _check_replaceable(final)
     old = final.parent/f'.{final.name}.old-{os.getpid()}'
-    final.rename(old); tmp.rename(final); shutil.rmtree(old)
+    final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old)
 
 # %% ../nbs/01b_synth.ipynb #10e1b910
 def _lock(root:Path) -> FileLock:
@@ -1007,9 +1139,12 @@ def _render(root:Path, domains, size, counts, seed, workers, progress=False):
     tmps, jobs = {}, []
     try:
         for d in domains:
-            final = domain_dir(root, d); final.parent.mkdir(parents=True, exist_ok=True); _clean_stale(final)
+            final = domain_dir(root, d)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            _clean_stale(final)
             tmp = tmps[d] = final.parent/f'.{final.name}.partial-{os.getpid()}'
-            tmp.mkdir(); (tmp/_PARTIAL).touch()
+            tmp.mkdir()
+            (tmp/_PARTIAL).touch()
             jobs += [(d, s, i, size, seed, str(tmp)) for s in SPLITS[d] for i in range(counts[d][s])]
         hists = {d: {s: np.zeros(20, np.int64) for s in SPLITS[d]} for d in domains}
         for d, s, h in _run_jobs(jobs, workers, progress): hists[d][s] += h
@@ -1072,9 +1207,12 @@ def show_samples(root=None, # data root of a rendered benchmark
     for r, d in enumerate(domains):
         for k in range(n):
             img, ids = load_sample(root, d, _labelled_split(d), k)
-            axs[r, 2*k].imshow(img); axs[r, 2*k + 1].imshow(CS_PALETTE[ids])
+            axs[r, 2*k].imshow(img)
+            axs[r, 2*k + 1].imshow(CS_PALETTE[ids])
         axs[r, 0].set_ylabel(d.replace('synth_', ''), rotation=0, ha='right', va='center', fontsize=8)
-    for a in axs.flat: a.set_xticks([]); a.set_yticks([])
+    for a in axs.flat:
+        a.set_xticks([])
+        a.set_yticks([])
     fig.subplots_adjust(wspace=0.03, hspace=0.05)
     return fig
 
@@ -1098,7 +1236,11 @@ def plot_class_frequencies(freqs:dict):
     for k, (d, f) in enumerate(freqs.items()):
         ax.plot(range(19), np.where(f[:19] > 0, f[:19], np.nan), 'o-', ms=3, lw=1, label=d.replace('synth_', ''),
                 color=plt.cm.tab10(k))
-    ax.set_yscale('log'); ax.set_xticks(range(19)); ax.set_xticklabels(CLASSES19, rotation=45, ha='right', fontsize=8)
-    ax.set_ylabel('pixel fraction'); ax.grid(alpha=0.3); ax.legend(fontsize=7, ncol=4)
+    ax.set_yscale('log')
+    ax.set_xticks(range(19))
+    ax.set_xticklabels(CLASSES19, rotation=45, ha='right', fontsize=8)
+    ax.set_ylabel('pixel fraction')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=4)
     fig.tight_layout()
     return fig

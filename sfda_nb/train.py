@@ -126,7 +126,8 @@ class Field(NamedTuple):
 def config_fields(cls=TrainConfig) -> list:
     "The fields of a config dataclass with their comments, read from its source lines."
     try: src = inspect.getsource(cls)
-    except OSError: src = inspect.getsource(getattr(importlib.import_module('sfda_nb.train'), cls.__name__))  # defined in a notebook cell
+    # defined in a notebook cell
+    except OSError: src = inspect.getsource(getattr(importlib.import_module('sfda_nb.train'), cls.__name__))
     out = []
     for line in src.splitlines()[3:]:
         code, _, comment = line.strip().partition('  # ')
@@ -302,7 +303,8 @@ CHOICES = {  # the other string parameters and their valid values
 
 def defined_on(method:str, target) -> bool:
     "Whether `method` is defined on `target` (a name or its `DatasetSpec`): a method that learns from the target's labels needs its labelled train split."
-    if not METHODS[method].learns_target_labels: return True  # (before any lookup: a plugin's dataset may not be registered yet)
+    # (before any lookup: a plugin's dataset may not be registered yet)
+    if not METHODS[method].learns_target_labels: return True
     return 'train' in (target if isinstance(target, data.DatasetSpec) else data.dataset_spec(target)).labelled
 
 def _choose(name, val, valid):
@@ -329,12 +331,14 @@ def resolve(cfg:TrainConfig) -> Plan:
     if bad: raise ConfigError('; '.join(f"{k}={getattr(cfg, k)!r}" for k in bad) + " out of range (jitter and bn_init ≥ 0; "
                               "blur in [0, 1]; ema_alpha in [0, 1); target_scale (lo, hi) with 0 < lo ≤ hi)")
     if cfg.source_ckpt and not Path(cfg.source_ckpt).is_file(): raise ConfigError(f"source_ckpt {cfg.source_ckpt} does not exist")
-    start = cfg.target if m.model == 'target' else cfg.source  # the oracle starts from a model trained on the target's labels
+    # the oracle starts from a model trained on the target's labels
+    start = cfg.target if m.model == 'target' else cfg.source
     if not cfg.source_ckpt and not (target if m.model == 'target' else source).rendered:
         raise ConfigError(f"{start!r} is a real dataset: pass source_ckpt=<path to the model trained on it> "
                           f"(an sfda_nb checkpoint or one of the field's DeepLabV2 checkpoints, see nbs/02a_deeplab)")
     report = m.report if cfg.report == 'auto' else cfg.report
-    if cfg.report == 'auto' and report == 'teacher' and cfg.teacher_update == 'none': report = 'student'  # a fixed teacher is not the adapted model
+    # a fixed teacher is not the adapted model
+    if cfg.report == 'auto' and report == 'teacher' and cfg.teacher_update == 'none': report = 'student'
     return Plan(m, rel, mix, report, source, target)
 
 # %% ../nbs/05_train.ipynb #2e548960
@@ -364,14 +368,18 @@ class Update(Strategy):
     "Backward and optimiser step in full precision."
     def __init__(self, opt): self.opt = opt
     def __call__(self, loss):
-        self.opt.zero_grad(set_to_none=True); loss.backward(); self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
 
 class ScaledUpdate(Update):
     "Backward and optimiser step with a gradient scaler (fp16 on the GPU)."
     def __init__(self, opt, scaler): self.opt, self.scaler = opt, scaler
     def __call__(self, loss):
         self.opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward(); self.scaler.step(self.opt); self.scaler.update()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
     def state_dict(self): return self.scaler.state_dict()
     def load_state_dict(self, sd): self.scaler.load_state_dict(sd)
 
@@ -422,7 +430,8 @@ def build_adaptation(cfg:TrainConfig,  # the run's config
     if cfg.channels_last: student = student.to(memory_format=torch.channels_last)
     teacher = models.EMATeacher(student, alpha=cfg.ema_alpha, bn='keep' if cfg.teacher_bn == 'batch' else 'ema',
                                 follow=cfg.teacher_update == 'ema')
-    if not cfg.ema_ramp: teacher.step.fill_(math.ceil(1 / (1 - cfg.ema_alpha)))  # past the warm-up: α from the first update
+    # past the warm-up: α from the first update
+    if not cfg.ema_ramp: teacher.step.fill_(math.ceil(1 / (1 - cfg.ema_alpha)))
     ctx = Context(student, num_classes, torch.device(device))
     rel = RELIABILITY.build(plan.reliability or 'none', cfg, ctx)  # source_only: never stepped
     mixer = classmix.MIXERS.build(plan.mix or 'none', cfg, ctx)
@@ -458,12 +467,16 @@ def _bn_train(model:nn.Module, momentum=...):
         if momentum is not ...: m.momentum = momentum
     try: yield bns
     finally:
-        for m, (tr, mom) in zip(bns, saved): m.train(tr); m.momentum = mom
+        for m, (tr, mom) in zip(bns, saved):
+            m.train(tr)
+            m.momentum = mom
 
 @contextlib.contextmanager
 def batch_statistics(model:nn.Module, on:bool=True, track:bool=False):
     "Inside: `model`'s BatchNorm layers normalise with the batch's own statistics; their running ones follow it if `track`."
-    if not on: yield model; return
+    if not on:
+        yield model
+        return
     with _bn_train(model, ... if track else 0.0): yield model  # momentum 0: running ← running·1 + batch·0, unchanged
 
 def estimate_bn(model:nn.Module, batches) -> nn.Module:
@@ -492,7 +505,8 @@ def adapt_step(a:Adaptation, x:torch.Tensor, y:Optional[torch.Tensor]=None, warm
     with a.autocast(): loss = a.objective(a.student, x, xm, ym, rm)
     if loss is not None: a.update(loss)
     # 6. EMA: the teacher follows the student after its step
-    a.sync(a.student); a.teacher.update(a.student)
+    a.sync(a.student)
+    a.teacher.update(a.student)
     valid = ym != IGNORE
     loss = torch.zeros((), device=x.device) if loss is None else loss.detach()
     return StepOutput(loss, aux, (rm * valid).sum() / valid.sum().clamp_min(1), t.conf.mean(), t, rel, (xm, ym, rm, mask))
@@ -643,22 +657,26 @@ class JsonLog(Callback):
         rec = dict(iter=run.a.it, student_step=run.student_step, loss=_f(out.loss) if run.student_step else None,
                    **{k: _f(v) for k, v in out.aux.items()}, rel_mean=_f(out.rel_mean), conf_mean=_f(out.conf_mean),
                    lr=run.a.opt.param_groups[0]['lr'])
-        rec.update(run.log_extra); run.log_extra = {}
+        rec.update(run.log_extra)
+        run.log_extra = {}
         if run.evals and run.evals[-1].get('_logged') is None:
-            ev = run.evals[-1]; ev['_logged'] = True
+            ev = run.evals[-1]
+            ev['_logged'] = True
             rec.update(teacher_miou=ev['teacher']['miou'], student_miou=ev['student']['miou'])
         if run.is_main:
             with open(run.out_dir/'log.jsonl', 'a') as f: f.write(json.dumps(rec) + '\n')
         run.last_log = rec
 
 def _f(x):
-    x = float(x); return None if math.isnan(x) else x
+    x = float(x)
+    return None if math.isnan(x) else x
 
 # %% ../nbs/05_train.ipynb #d6b1ef3c
 class PseudoLabelQuality(Callback):
     "Per-class precision and recall of the kept pseudo-labels against the target's labels, into each log record."
     order = 25  # before JsonLog
-    def __init__(self, every=10): self.every = every  # JsonLog's: the fields are read off the device only when a record is written
+    # JsonLog's: the fields are read off the device only when a record is written
+    def __init__(self, every=10): self.every = every
     def before_fit(self, run): self.conf = None
     def after_step(self, run, out):
         if run.labels is None or not out.teacher: return
@@ -669,11 +687,14 @@ class PseudoLabelQuality(Callback):
         m = torch.bincount(run.labels[valid] * (C + 1) + pred[valid], minlength=C * (C + 1)).view(C, C + 1)
         self.conf = m if self.conf is None else self.conf + m
         if run.a.it % self.every and run.a.it != run.total: return
-        run.log_extra.update(pl_quality(self.conf)); self.conf = None  # this window's; the next starts empty
+        run.log_extra.update(pl_quality(self.conf))  # this window's; the next starts empty
+        self.conf = None
 
 def pl_quality(conf:torch.Tensor) -> dict:
     "From a C×(C+1) matrix (rows: ground truth; columns: kept pseudo-label, last column: not kept): the log fields."
-    c = conf.double(); tp = c[:, :-1].diag(); kept_per_class = c[:, :-1].sum(0)
+    c = conf.double()
+    tp = c[:, :-1].diag()
+    kept_per_class = c[:, :-1].sum(0)
     r = lambda t: [None if math.isnan(v) else round(v, 3) for v in t.tolist()]
     return {'pl_kept': round(float(c[:, :-1].sum() / c.sum().clamp_min(1)), 4), 'pl_acc': round(float(tp.sum() / c[:, :-1].sum().clamp_min(1)), 4),
             'pl_precision': r(tp / kept_per_class), 'pl_recall': r(tp / c.sum(1)),
@@ -686,8 +707,10 @@ class BNInit(Callback):
     def before_fit(self, run):
         n, a = run.cfg.bn_init, run.a
         if not n or a.it or run.plan.method.objective != 'pseudo_ce': return
-        stream = iter(data.BatchStream(self.ds, run.cfg.batch_size, seed=run.cfg.seed + 7919))  # whole batches on every rank:
-        estimate_bn(models.unwrap(a.student), (next(stream)['img'].to(run.device).float().div_(255) for _ in range(n)))  # equal
+        # whole batches on every rank:
+        stream = iter(data.BatchStream(self.ds, run.cfg.batch_size, seed=run.cfg.seed + 7919))
+        # equal
+        estimate_bn(models.unwrap(a.student), (next(stream)['img'].to(run.device).float().div_(255) for _ in range(n)))
         src = dict(models.unwrap(a.student).named_buffers())
         for k, b in a.teacher.model.named_buffers(): b.copy_(src[k])
 
@@ -709,9 +732,12 @@ def load_state(run, sd:dict):
     "Continue `run` from a `state_dict`."
     a = run.a
     if sd.get('format') != STATE_FORMAT: raise ValueError(f"{run.out_dir/'state.pt'} is not an sfda_nb resumable state ({STATE_FORMAT})")
-    models.unwrap(a.student).load_state_dict(sd['student']); a.teacher.load_state_dict(sd['teacher']); a.opt.load_state_dict(sd['opt'])
+    models.unwrap(a.student).load_state_dict(sd['student'])
+    a.teacher.load_state_dict(sd['teacher'])
+    a.opt.load_state_dict(sd['opt'])
     for k, s in a.strategies().items(): s.load_state_dict(sd['strategies'][k])
-    a.gen.set_state(sd['gen']); torch.set_rng_state(sd['torch_rng'])
+    a.gen.set_state(sd['gen'])
+    torch.set_rng_state(sd['torch_rng'])
     if 'cuda_rng' in sd and torch.cuda.is_available(): torch.cuda.set_rng_state_all(sd['cuda_rng'])
     a.it, run.evals, run.source_eval = sd['it'], sd['evals'], sd['source_eval']
 
@@ -723,7 +749,8 @@ class Checkpoint(Callback):
     def after_step(self, run, out):
         if not self.every or run.a.it % self.every: return
         check_finite(run)
-        state = [t for t in models.unwrap(run.a.student).state_dict().values() if t.is_floating_point()]  # weights and BN statistics
+        # weights and BN statistics
+        state = [t for t in models.unwrap(run.a.student).state_dict().values() if t.is_floating_point()]
         if not torch.stack([t.isfinite().all() for t in state]).all():  # a finite loss, an overflowing step
             raise NonFiniteLoss(f"non-finite student weights after iteration {run.a.it - 1} of run {run.out_dir} (parameters or BatchNorm statistics); stopped before saving: "
                                 f"the last good resumable state is {run.out_dir/'state.pt'}. Lower lr.")
@@ -745,7 +772,8 @@ class Progress(Callback):
     def after_fit(self, run): self.bar.close()
 
 # %% ../nbs/05_train.ipynb #4129d81f
-RESUME_FREE = ('iters', 'resume', 'out_dir', 'ckpt_every', 'threads', 'num_workers', 'device', 'data_root')  # may differ on resume
+# may differ on resume
+RESUME_FREE = ('iters', 'resume', 'out_dir', 'ckpt_every', 'threads', 'num_workers', 'device', 'data_root')
 IN_NAME = ('source', 'target', 'method', 'seed')  # spelled out in the default folder name
 
 def identity(cfg:TrainConfig) -> dict:
@@ -753,15 +781,18 @@ def identity(cfg:TrainConfig) -> dict:
     d = {k: v for k, v in config_dict(cfg).items() if k not in RESUME_FREE}
     if cfg.source_ckpt and Path(cfg.source_ckpt).is_file(): d['source_ckpt'] = 'sha256:' + sha256_file(cfg.source_ckpt)
     if (v := render_version(cfg)) is not None: d['render_version'] = v
-    if (f := data.folder_fingerprint(cfg.target)) is not None: d['target_images'] = f  # a folder whose images changed is another run
+    # a folder whose images changed is another run
+    if (f := data.folder_fingerprint(cfg.target)) is not None: d['target_images'] = f
     return d
 
 def render_version(cfg:TrainConfig) -> Optional[int]:
     "The embedded renderer's version where the run reads a rendered dataset (it changes the pictures), else None."
     if not (data.is_rendered(cfg.source) or data.is_rendered(cfg.target)): return None
-    from sfda_nb import synth; return synth.RENDER_VERSION
+    from sfda_nb import synth
+    return synth.RENDER_VERSION
 
-LEGACY = {'teacher_update': 'ema'}  # a parameter added later -> the value that reproduces the runs recorded before it existed
+# a parameter added later -> the value that reproduces the runs recorded before it existed
+LEGACY = {'teacher_update': 'ema'}
 
 def with_legacy(config:dict) -> dict:
     "A recorded config with the parameters it predates filled in as its code ran them (`LEGACY`)."
@@ -791,9 +822,11 @@ def changed_inputs(rec:dict) -> list:
 def run_dir(cfg:TrainConfig, plan:Plan) -> Path:
     "The run's folder: `out_dir`, or runs/(source)-(target)/(method)-(reliability)-(mix)-s(seed)[-(hash of the other parameters that differ from the defaults)]."
     if cfg.out_dir: return Path(cfg.out_dir)
-    setting = f'{data.dataset_slug(cfg.source)}-{data.dataset_slug(cfg.target)}'  # a folder target gets a folder-safe name
+    # a folder target gets a folder-safe name
+    setting = f'{data.dataset_slug(cfg.source)}-{data.dataset_slug(cfg.target)}'
     new, default = identity(cfg), identity(dataclasses.replace(TrainConfig(), **{k: getattr(cfg, k) for k in IN_NAME}))
-    changed = {k: v for k, v in new.items() if v != default.get(k) or k == 'target_images'}  # a folder's content is never a default
+    # a folder's content is never a default
+    changed = {k: v for k, v in new.items() if v != default.get(k) or k == 'target_images'}
     tag = '-' + hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8] if changed else ''
     return default_runs_root()/setting/f'{cfg.method}-{plan.reliability or "x"}-{plan.mix or "x"}-s{cfg.seed}{tag}'
 
@@ -803,9 +836,11 @@ class RunExists(ConfigError, FileExistsError):
 def stored_run(out:Path) -> Optional[tuple]:
     "(identity, iterations, finished) of the run in `out`, from metrics.json, else its resumable state; None when neither exists."
     if (out/'metrics.json').exists():
-        m = json.loads((out/'metrics.json').read_text()); return stored_identity(m), m['config']['iters'], True
+        m = json.loads((out/'metrics.json').read_text())
+        return stored_identity(m), m['config']['iters'], True
     if (out/'state.pt').exists():
-        s = load_checkpoint(out/'state.pt'); return stored_identity(s), s['config']['iters'], False
+        s = load_checkpoint(out/'state.pt')
+        return stored_identity(s), s['config']['iters'], False
     return None
 
 def check_out_dir(out:Path, cfg:TrainConfig) -> str:
@@ -851,7 +886,8 @@ def open_target(cfg:TrainConfig, plan:Plan, env, root, protocol) -> tuple:
         return train, evals
     first = None if plan.target.rendered else open_both()
     if env.is_main and (plan.source.rendered or plan.target.rendered):
-        from sfda_nb import synth; synth.ensure_benchmark(root)
+        from sfda_nb import synth
+        synth.ensure_benchmark(root)
     env.barrier()
     return first or open_both()
 
@@ -871,7 +907,8 @@ def prepare(cfg:TrainConfig, extra_cbs=(), env=None) -> Run:
     root = Path(cfg.data_root) if cfg.data_root else default_data_root()
     protocol = data.PROTOCOLS[data.default_protocol(cfg.source, cfg.target)]
     out = run_dir(cfg, plan)
-    resuming = env.check_out_dir(out, cfg) != 'new'  # before anything slow; nothing is written until the inputs are checked
+    # before anything slow; nothing is written until the inputs are checked
+    resuming = env.check_out_dir(out, cfg) != 'new'
     train_ds, eval_ds = open_target(cfg, plan, env, root, protocol)  # before any model is built or trained
     if env.is_main: print(f"target {cfg.target}: {data.input_size(cfg.target)}")  # a folder is never resized in silence
     student, src_meta = source_model(cfg, plan, protocol, root, env.device)
@@ -913,7 +950,8 @@ def summarize(run, seconds:float) -> dict:
 def save_run(r:Run, m:dict):
     "Write a finished run's checkpoints, its strategies' files, its final resumable state and metrics.json (atomically)."
     if r.plan.method.adapts:
-        save_checkpoint(state_dict(r), r.out_dir/'state.pt', overwrite=True)  # `resume=True` with more `iters` continues from here
+        # `resume=True` with more `iters` continues from here
+        save_checkpoint(state_dict(r), r.out_dir/'state.pt', overwrite=True)
         meta = {'source': r.cfg.source, 'target': r.cfg.target, 'method': r.cfg.method, 'config': config_dict(r.cfg)}
         models.save_model(r.out_dir/'teacher.pt', r.a.teacher.model, meta, overwrite=True)
         models.save_model(r.out_dir/'student.pt', r.a.student, meta, overwrite=True)

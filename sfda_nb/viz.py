@@ -136,11 +136,15 @@ def _subplots(*args, **kw):
 
 def _show(ax, a, title, **kw):
     im = ax.imshow(a, interpolation='nearest', **kw)
-    ax.set_title(title, fontsize=9); ax.set_xticks([]); ax.set_yticks([])
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
     return im
 
 def _blank(ax, title, why):
-    ax.set_title(title, fontsize=9); ax.set_xticks([]); ax.set_yticks([])
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
     ax.text(0.5, 0.5, why, ha='center', va='center', transform=ax.transAxes, fontsize=9, color='0.4')
 
 def _unit_map(ax, a, sel, title, fig):
@@ -153,15 +157,18 @@ def _unit_map(ax, a, sel, title, fig):
 _CANDIDATES = np.array([[0, 255, 255], [255, 0, 255], [0, 255, 0], [255, 255, 0], [255, 128, 0], [128, 255, 255],
                         [255, 160, 255]], np.uint8)
 IGNORE_RGB = np.array([0, 0, 0], np.uint8)  # ignored pixels (label 255), as `colorize` paints them
-OTHER_RGB = np.array([255, 255, 255], np.uint8)  # pixels of the other classes, with a focus class (label and threshold panels)
-OUTSIDE_RGB = np.array([140, 140, 140], np.uint8)  # pixels a [0, 1] map leaves out: outside the focus class (maps), kept ('discarded')
+# pixels of the other classes, with a focus class (label and threshold panels)
+OTHER_RGB = np.array([255, 255, 255], np.uint8)
+# pixels a [0, 1] map leaves out: outside the focus class (maps), kept ('discarded')
+OUTSIDE_RGB = np.array([140, 140, 140], np.uint8)
 
 def label_rgb(label, palette, focus:Optional[int]=None) -> np.ndarray:
     "A label map in class colours; with a focus class the other classes white, ignored pixels staying black: never one colour for both."
     label = to_np(label)
     rgb = colorize(label, palette_of(palette))
     if focus is None: return rgb
-    rgb = rgb.copy(); rgb[(label != focus) & (label != IGNORE)] = OTHER_RGB
+    rgb = rgb.copy()
+    rgb[(label != focus) & (label != IGNORE)] = OTHER_RGB
     return rgb
 
 def discard_colour(palette) -> np.ndarray:
@@ -194,7 +201,8 @@ def errors_judged(p:ImagePred, focus:Optional[int]) -> np.ndarray:
 def _errors_panel(ax, p, focus, names):
     if p.label is None: return _blank(ax, 'pseudo-label errors', 'no labels in this split')
     judged = errors_judged(p, focus)
-    what = 'of labelled pixels' if focus is None else f'\nof the pixels whose truth or pseudo-label is {names[focus]}'  # two lines: it fits
+    # two lines: it fits
+    what = 'of labelled pixels' if focus is None else f'\nof the pixels whose truth or pseudo-label is {names[focus]}'
     _show(ax, error_overlay(p.img, p.pseudo, p.label, judged), f'errors (red): {100 * _mean(p.correct[judged]):.0f}% right {what}')
 
 def _draw_panel(name, ax, p, pal, focus, threshold, fig, names):
@@ -240,7 +248,8 @@ def explorer_panels(p:ImagePred,  # one image's outputs (`Predictions.get`)
     for name, ax in zip(panels, axs.flatten()): _draw_panel(name, ax, p, pal, focus, threshold, fig, names)
     px = fig.get_figwidth() * fig.dpi
     scale = max(1.0, px / 1300)  # wide figures are shown scaled down: text grows with them
-    for ax in axs.flatten(): ax.title.set_fontsize((9 if px >= 1100 or panel is not None else 7) * scale)  # narrow grids: titles that fit
+    # narrow grids: titles that fit
+    for ax in axs.flatten(): ax.title.set_fontsize((9 if px >= 1100 or panel is not None else 7) * scale)
     rows = _legend(fig, legend_entries(p, pal, names, focus, threshold, panels), px, 8 * scale)
     fig.suptitle(f'{p.name}' + ('' if focus is None else f': class {names[focus]}'), fontsize=11 * scale)
     fig.tight_layout(rect=(0, min(0.4, rows * 0.22 * scale / fig.get_figheight()), 1, 1))
@@ -251,7 +260,8 @@ def _legend(fig, entries, px, fontsize=8) -> int:
     if not entries: return 0
     handles = [matplotlib.patches.Patch(facecolor=np.asarray(c) / 255, edgecolor='0.5', label=t) for c, t in entries]
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    renderer = (fig.canvas if hasattr(fig.canvas, 'get_renderer') else FigureCanvasAgg(fig)).get_renderer()  # to measure text
+    # to measure text
+    renderer = (fig.canvas if hasattr(fig.canvas, 'get_renderer') else FigureCanvasAgg(fig)).get_renderer()
     for ncol in range(min(len(handles), 11), 0, -1):  # the most columns whose legend is no wider than the figure
         leg = fig.legend(handles=handles, loc='lower center', ncol=ncol, fontsize=fontsize, frameon=False)
         if ncol == 1 or leg.get_window_extent(renderer).width <= px - 8: return math.ceil(len(handles) / ncol)
@@ -341,7 +351,9 @@ def predict(self:Predictions, item:dict) -> ImagePred:
 def get(self:Predictions, dataset, index:int) -> ImagePred:
     "The `ImagePred` of `dataset[index]`, from the cache when it was computed before."
     key = (id(dataset), int(index))
-    if key in self._cache: self._cache.move_to_end(key); return self._cache[key]
+    if key in self._cache:
+        self._cache.move_to_end(key)
+        return self._cache[key]
     if not 0 <= int(index) < len(dataset): raise IndexError(f"image index {index} outside 0..{len(dataset) - 1}")
     self._datasets[id(dataset)] = dataset
     self._cache[key] = res = self.predict(dataset[int(index)])
@@ -416,7 +428,8 @@ class ReliabilityExplorer:
 
 # %% ../nbs/06_viz.ipynb #9a8da93a
 WIDTHS = (('auto', 0), ('640 px', 640), ('960 px', 960), ('1300 px', 1300), ('1800 px', 1800), ('2400 px', 2400))
-NEAR_ONE = (0.9, 0.95, 0.968, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999)  # the fine control: where the field's thresholds live
+# the fine control: where the field's thresholds live
+NEAR_ONE = (0.9, 0.95, 0.968, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999)
 
 @patch
 def _build(self:ReliabilityExplorer, threshold, index):
@@ -433,7 +446,8 @@ def _build(self:ReliabilityExplorer, threshold, index):
                                       continuous_update=False, style=style)  # log-spaced steps: a drag of the linear slider moves ~0.5
     self.near_one.observe(lambda c: setattr(self.threshold, 'value', c['new']), names='value')
     self.zoom = W.Dropdown(options=[('all nine', '')] + [(n, n) for n in PANELS], description='panel', style=style)
-    self.width = W.Dropdown(options=WIDTHS, description='width', style=style)  # auto: 1300 px, one panel at the image's size
+    # auto: 1300 px, one panel at the image's size
+    self.width = W.Dropdown(options=WIDTHS, description='width', style=style)
     self.info, self.out = W.HTML(), W.Output()
     self._quiet = False  # set while one change moves several controls: render once, at the end
     self.split.observe(self._split_changed, names='value')
@@ -449,7 +463,9 @@ def _changed(self:ReliabilityExplorer, change):
 def _split_changed(self:ReliabilityExplorer, change):
     n = len(self.datasets[change['new']])
     self._quiet = True
-    try: self.index.value = min(self.index.value, n - 1); self.index.max = n - 1
+    try:
+        self.index.value = min(self.index.value, n - 1)
+        self.index.max = n - 1
     finally: self._quiet = False
     self.render()
 
@@ -470,7 +486,8 @@ def summary(self:ReliabilityExplorer) -> str:
     if not s['pixels']: return f"{p.name}: no pixel is pseudo-labelled {self.class_names[cls]}"
     txt = (f"{p.name}: confidence ≥ {s['threshold']:.4f} discards {100 * s['discarded']:.1f}% of {s['pixels']} pixels"
            + ('' if cls is None else f" pseudo-labelled {self.class_names[cls]}"))
-    if 'acc_discarded' in s and not math.isnan(s['acc_discarded']):  # counted over the discarded pixels (the errors panel: its title says)
+    # counted over the discarded pixels (the errors panel: its title says)
+    if 'acc_discarded' in s and not math.isnan(s['acc_discarded']):
         txt += f"; {100 * s['acc_discarded']:.0f}% of the discarded pseudo-labels are right"
     f = lambda k: '–' if math.isnan(s.get(k, float('nan'))) else f'{s[k]:.2f}'
     if p.rel is not None: txt += f"; mean reliability of discarded {f('rel_discarded')}, of kept {f('rel_kept')}"
@@ -494,7 +511,9 @@ def render(self:ReliabilityExplorer):
 def _ipython_display_(self:ReliabilityExplorer):
     "The controls where someone watches (JupyterLab, VS Code); elsewhere (the docs, papermill) the summary and the figure, which a page can show."
     if live_frontend(): display(self.box)
-    else: display(HTML(f'<p class="sfda-explorer-summary">{html.escape(self.summary())}</p>')); display(self.fig)
+    else:
+        display(HTML(f'<p class="sfda-explorer-summary">{html.escape(self.summary())}</p>'))
+        display(self.fig)
 
 # %% ../nbs/06_viz.ipynb #280af0c1
 def _run_target(out:Path) -> tuple:
@@ -564,7 +583,10 @@ def per_class_iou_bars(runs:dict,  # run name → metrics.json record, evaluatio
         ys = [lookup.get(c, float('nan')) for c in classes]
         ax.bar(np.arange(len(classes)) + (j - (len(runs) - 1) / 2) * width, np.nan_to_num(ys), width, label=f'{name} (mIoU {miou:.1f})')
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha='right', fontsize=8)
-    ax.set_ylabel('IoU (%)'); ax.set_ylim(0, 100); ax.legend(fontsize=8); ax.grid(axis='y', alpha=0.3)
+    ax.set_ylabel('IoU (%)')
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+    ax.grid(axis='y', alpha=0.3)
     ax.set_title(f'per-class IoU ({which})', fontsize=10)
     fig.tight_layout()
     return fig
@@ -584,7 +606,8 @@ def pixel_scores(predictions:Predictions,  # computes the outputs per image
         idx = np.flatnonzero(p.valid)
         if len(idx) > max_pixels: idx = np.sort(g.choice(idx, max_pixels, replace=False))
         if p.rel is not None: out['reliability'].append(p.rel.flat[idx])
-        out['confidence'].append(p.conf.flat[idx]); out['certainty'].append(1 - p.entropy.flat[idx])
+        out['confidence'].append(p.conf.flat[idx])
+        out['certainty'].append(1 - p.entropy.flat[idx])
         out['correct'].append(p.correct.flat[idx])
     if not out: raise ValueError(f"pixel_scores: no labelled image among the first {n_images} of {dataset!r}")
     return {k: np.concatenate(v) for k, v in out.items()}
@@ -605,7 +628,9 @@ def reliability_histograms(rel,  # pixel reliabilities in [0, 1] (None: confiden
             v = s[correct == ok]
             ax.hist(v, bins=bins, range=(0, 1), density=True, alpha=0.55, color=colour,
                     label=f'{lab} (n={len(v)}, mean {_mean(v):.2f})')
-        ax.set_title(name, fontsize=10); ax.set_xlabel('score'); ax.legend(fontsize=8)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel('score')
+        ax.legend(fontsize=8)
     axs[0, 0].set_ylabel('density')
     fig.tight_layout()
     return fig
@@ -651,9 +676,15 @@ def reliability_diagram(scores,  # flat scores, or a dict name → flat scores
         c = calibration(s, correct, bins)
         ax.plot(c['score'], c['acc'], marker='o', ms=3, label=f"{name} (ECE {c['ece']:.3f})")
         axn.step(c['edges'][:-1], c['count'], where='post', label=name)
-    ax.set_ylabel('fraction right'); ax.set_xlim(0, 1); ax.set_ylim(0, 1); ax.legend(fontsize=8); ax.grid(alpha=0.3)
+    ax.set_ylabel('fraction right')
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     ax.set_title('reliability diagram', fontsize=10)
-    axn.set_yscale('log'); axn.set_xlabel('score'); axn.set_ylabel('pixels')
+    axn.set_yscale('log')
+    axn.set_xlabel('score')
+    axn.set_ylabel('pixels')
     fig.tight_layout()
     return fig
 
@@ -687,7 +718,9 @@ def training_curves(records:list,  # log records: dicts with 'iter' and any of t
             pts = [(r['iter'], r[k]) for r in records if r.get(k) is not None]
             xs, ys = evals[k] if k in evals else ([x for x, _ in pts], [y for _, y in pts])
             if xs: ax.plot(xs, ys, marker='o' if 'miou' in k else None, ms=3, label=k)
-        ax.set_title(title, fontsize=10); ax.set_xlabel('iteration'); ax.grid(alpha=0.3)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel('iteration')
+        ax.grid(alpha=0.3)
         if len(ax.lines) > 1: ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -712,7 +745,8 @@ class LiveView(Callback):
 
     def before_fit(self, run):
         self.records, self.evals = [], []
-        self.total, self.offset = getattr(run, 'total', None), getattr(run, 'warmup', 0)  # evaluations count student steps
+        # evaluations count student steps
+        self.total, self.offset = getattr(run, 'total', None), getattr(run, 'warmup', 0)
         self._open()
 
     def after_step(self, run, out):
@@ -780,11 +814,13 @@ def series(self:LiveView, name):
 def _fill(self:LiveView, fig):
     "Put the current series and title into `fig` (the live widget or a static copy)."
     with fig.batch_update():
-        series = {name: self.series(name) for name, _ in LIVE_TRACES}  # (read once: inside a batch update traces hold their old values)
+        # (read once: inside a batch update traces hold their old values)
+        series = {name: self.series(name) for name, _ in LIVE_TRACES}
         for tr, (name, _) in zip(fig.data, LIVE_TRACES): tr.x, tr.y = series[name]
         for col in range(1, len(LIVE_PANELS) + 1):  # a panel without data shows no placeholder axes (-1 to 4)
             has = any(len(series[name][0]) for name, c in LIVE_TRACES if c == col)
-            fig.update_xaxes(visible=has, col=col, row=1); fig.update_yaxes(visible=has, col=col, row=1)
+            fig.update_xaxes(visible=has, col=col, row=1)
+            fig.update_yaxes(visible=has, col=col, row=1)
         fig.layout.title.text = f"{self.title}: {step_text(self.records[-1] if self.records else None)}{self.status}"
 
 @patch
@@ -793,7 +829,8 @@ def _update(self:LiveView): self._fill(self.fig)
 @patch
 def figure(self:LiveView):
     "A static plotly figure of what the view holds now (for a page, or a run that has finished)."
-    fig = live_figure(self.title); self._fill(fig)
+    fig = live_figure(self.title)
+    self._fill(fig)
     return fig
 
 @patch
@@ -808,7 +845,8 @@ def _print_line(self:LiveView, log:dict):
 @patch
 def add(self:LiveView, log:dict, evals=()):
     "Take one log record (and the run's evaluations so far) and show it."
-    self.records.append(dict(log)); self._take_evals(evals)
+    self.records.append(dict(log))
+    self._take_evals(evals)
     if self.live: self._update()
     else: self._print_line(log)
 
@@ -824,7 +862,8 @@ class LogTail:
         if size < self.pos: self.pos, self.restarted = 0, True
         if size == self.pos: return []
         with open(self.path, 'rb') as f:
-            f.seek(self.pos); chunk = f.read(size - self.pos)
+            f.seek(self.pos)
+            chunk = f.read(size - self.pos)
         end = chunk.rfind(b'\n') + 1  # a partly written line waits for its newline
         self.pos += end
         return [json.loads(l) for l in chunk[:end].decode().splitlines() if l.strip()]
@@ -836,13 +875,15 @@ def finished_metrics(run_dir, records:list) -> Optional[dict]:
     except (FileNotFoundError, json.JSONDecodeError): return None
     iters = (m.get('config') or {}).get('iters')
     last = records[-1].get('student_step') if records else None
-    return m if iters is None or last is None or last == iters else None  # a resumed run's old metrics.json: last > iters
+    # a resumed run's old metrics.json: last > iters
+    return m if iters is None or last is None or last == iters else None
 
 @patch
 def _evals_from(self:LiveView, metrics:Optional[dict]):
     "The evaluations: metrics.json's history once the run is finished, the mIoUs in the log lines before."
     if metrics and metrics.get('history'):
-        self.offset = warmup_of(self.records); return self._take_evals(metrics['history'])
+        self.offset = warmup_of(self.records)
+        return self._take_evals(metrics['history'])
     self.evals = [{'iter': r['iter'], 'step': r.get('student_step', r['iter']), 'teacher_miou': r.get('teacher_miou'),
                    'student_miou': r.get('student_miou')} for r in self.records if r.get('teacher_miou') is not None]
 
@@ -859,7 +900,9 @@ def follow(cls:LiveView, run_dir,  # a run's folder (`train.run`'s out_dir); it 
     view._tail, view._stop, view.finished, view.error = LogTail(view.run_dir/'log.jsonl'), threading.Event(), False, None
     view._deadline, view._since = None if timeout is None else time.monotonic() + timeout, time.monotonic()
     view._open()
-    if not background: view._loop(); return view
+    if not background:
+        view._loop()
+        return view
     view._thread = threading.Thread(target=view._loop, name=f'LiveView.follow({view.run_dir.name})', daemon=True)
     view._thread.start()
     return view
