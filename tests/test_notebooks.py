@@ -24,3 +24,11 @@ def test_train_parameters_tagged():
     import json
     d = json.loads((ROOT/'nbs'/'05_train.ipynb').read_text())
     assert sum('parameters' in c['metadata'].get('tags', []) for c in d['cells']) == 1
+
+
+def test_library_statements_stand_on_their_own_lines():
+    "No statement of the library is joined to another with `;` (tools/tidy_lines.py splits them in the notebooks)."
+    import io, tokenize
+    joined = [f"{f.name}:{t.start[0]}" for f in sorted((ROOT/'sfda_nb').glob('*.py')) if f.name != '_modidx.py'
+              for t in tokenize.generate_tokens(io.StringIO(f.read_text()).readline) if t.type == tokenize.OP and t.string == ';']
+    assert not joined, f"statements joined with ';' at {joined[:10]}: run tools/tidy_lines.py nbs/*.ipynb"
