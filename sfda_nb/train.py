@@ -62,7 +62,7 @@ class TrainConfig:
     optimizer: str = 'sgd'  # sgd (momentum 0.9) | adamw (teaches ground truth faster, but its normalised steps collapse pseudo-label learning)
     weight_decay: float = 5e-4  # weight decay
     poly_power: float = 0.9  # poly learning-rate decay power
-    ema_alpha: float = 0.98  # teacher EMA rate with teacher_update=ema (0.999 for 20k-iteration runs; 0.98: a 50-step horizon in a 400-step run)
+    ema_alpha: float = 0.98  # teacher EMA rate of a mean teacher, teacher_update ema (0.999 for 20k-iteration runs; 0.98: a 50-step horizon in a 400-step run)
     teacher_update: str = 'none'  # how the teacher follows the student: none (the AdaBN-started source model labels every step and the student is the adapted model; chosen with ground truth, results/calibration) | ema (the mean teacher moves toward the student at ema_alpha and is the adapted model, as in the field)
     ema_ramp: bool = True  # the mean-teacher warm-up min(1 - 1/(t+1), ema_alpha): early student steps pass into the teacher almost whole (False: ema_alpha from the first step)
     teacher_bn: str = 'ema'  # teacher BatchNorm: ema (running statistics averaged from the student's, which saw mixed, augmented batches) | batch (the teacher normalises each clean target batch with its own statistics, as DACS's teacher in train mode; its running statistics, which evaluation uses, follow those batches)

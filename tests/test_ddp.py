@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # how the batch is split: frozen BN (batch statistics would be per slice), no mixing (ClassMix pairs images inside a
 # slice), and no metric network (its loss is not a sum over pixels). mt_all with mix='none' on a DeepLabV2 with
 # FrozenBatchNorm2d is such a run; strong augmentation takes the global batch's draws on every rank.
-EQUAL = dict(method='mt_all', mix='none', jitter=0.2, lr=1e-3, head_lr_mult=1.0, iters=6, batch_size=4, crop=(64, 64), eval_every=3, eval_max_images=6, threads=1)
+EQUAL = dict(method='mt_all', mix='none', teacher_update='ema', jitter=0.2, lr=1e-3, head_lr_mult=1.0, iters=6, batch_size=4, crop=(64, 64), eval_every=3, eval_max_images=6, threads=1)
 TOL = 1e-6  # max |teacher weight difference|, 2 processes vs 1 (measured: ~1e-7); the weights themselves move by ~6e-4 in these 6 steps
 
 
