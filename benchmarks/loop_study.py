@@ -96,6 +96,7 @@ ROWS = {  # name -> TrainConfig overrides (method included)
     'st_fix_t09': {'method': 'mt_threshold', 'mix': 'none', **FIX, 'threshold': 0.9},
     'st_fix_lr25': {'method': 'mt_threshold', 'mix': 'none', **FIX, 'lr': 2.5e-3},  # a smaller step: no early shock to the rare classes?
     'all_fix_lr25': {'method': 'mt_all', 'mix': 'none', **FIX, 'lr': 2.5e-3},
+    'st_fix_uniform': {'method': 'mt_threshold', 'mix': 'none', 'reliability': 'threshold_uniform', **FIX},  # DACS's code: one weight per batch
     'st_def_lr1e-3': {'method': 'mt_threshold', 'mix': 'none', **DEF, 'lr': 1e-3},  # the chosen loop at the old learning rate
 }
 
