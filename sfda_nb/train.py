@@ -607,7 +607,10 @@ def score(run, model) -> models.EvalResult:
 def evaluate_pair(run) -> dict:
     "Score teacher and student on the target evaluation split."
     rec = {'iter': run.student_step}
-    for name, m in (('teacher', run.a.teacher), ('student', run.a.student)): rec[name] = score(run, m).to_dict()
+    fixed = not getattr(models.unwrap(run.a.teacher), 'follow', True) and run.cfg.teacher_bn != 'batch'
+    # a teacher that does not move (weights and statistics) is scored once; its record is reused
+    rec['teacher'] = dict(run.evals[-1]['teacher']) if fixed and run.evals else score(run, run.a.teacher).to_dict()
+    rec['student'] = score(run, run.a.student).to_dict()
     models.train_mode(run.a.student, run.cfg.student_bn)
     return rec
 
