@@ -144,7 +144,7 @@ class MOCM(ClassMix):
         if mode not in self.MODES: raise ConfigError(f"mocm_mode={mode!r} is not one of {self.MODES}")
         self.mode, self.gate = mode, gate
     @classmethod
-    def build(cls, cfg, ctx=None): return cls(mode=cfg.mocm_mode, gate=cfg.mocm_gate)
+    def build(cls, p, ctx=None): return cls(mode=p.mocm_mode, gate=p.mocm_gate)
     def mask(self, pseudo, rel, generator):
         if rel is None: raise ValueError("MOCM chooses classes by reliability: pass rel (N×H×W), not None")
         return mocm_mask(pseudo, rel, generator, self.mode, self.gate)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import ast, contextlib, dataclasses, hashlib, io, json, os, pickle, random, tempfile, threading, typing
 from pathlib import Path
+from types import SimpleNamespace
 from typing import NamedTuple
 
 # before torch starts OpenMP: waiting threads sleep, not spin (cpu_threads)
@@ -179,7 +180,7 @@ class Param(NamedTuple):
 REGISTRIES = []  # every `Registry`, in the order made: the strategies whose parameters a config carries
 
 class Registry(dict):
-    "Strategies of one kind by name; `@REG.register('name')` adds a class, `REG.build(name, cfg, ctx)` makes one."
+    "Strategies of one kind by name; `@REG.register('name')` adds a class, `REG.build(name, params, ctx)` makes one."
     def __init__(self, kind:str):
         super().__init__()
         self.kind = kind
@@ -200,22 +201,32 @@ class Registry(dict):
         "`name`, if registered; else a `ConfigError` that lists the valid names."
         if name not in self: raise ConfigError(f"unknown {self.kind} {name!r}; valid choices: {sorted(self)}")
         return name
-    def build(self, name:str, cfg, ctx=None): return self[self.check(name)].build(cfg, ctx)
-    def check_params(self, cfg):
-        "Every registered strategy checks its own parameters in `cfg` (a bad value of an unused one is refused too)."
-        for cls in self.values(): cls.check(cfg)
+    def build(self, name:str, params=None, ctx=None):
+        "Strategy `name`, built from its own parameters' values in `params` (the config's `params`), and `ctx`."
+        cls = self[self.check(name)]
+        return cls.build(cls.own(params), ctx)
+    def check_params(self, params):
+        "Every registered strategy checks its own parameters in `params` (a bad value of an unused one is refused too)."
+        for cls in self.values(): cls.check(params)
 
 class Strategy:
-    "One named part of a run: it builds itself from the config and owns its parameters, state, optimiser, losses and files."
+    "One named part of a run: it builds itself from its own parameters and owns them, its state, optimiser, losses and files."
     name, warmup = None, 0  # `warmup`: update-only iterations it needs before the first student step
-    # the `Param`s it reads from the config (`cfg.<name>`); the parameters cell, the CLI and sweeps list them
+    # the `Param`s it declares; the parameters cell, the CLI and sweeps list them, and `build` gets their values (`p.<name>`)
     params = ()
     @classmethod
-    def build(cls, cfg, ctx=None): return cls()
+    def build(cls, p, ctx=None): return cls()  # `p`: its own parameters' values (`own`), nothing else of the config
     @classmethod
-    def check(cls, cfg):
+    def own(cls, params=None) -> SimpleNamespace:
+        "Its parameters' values in `params` (a dict, a config or a namespace; None: none), each missing one at its default."
+        def value(q):
+            if params is None: return q.default
+            return params.get(q.name, q.default) if isinstance(params, dict) else getattr(params, q.name, q.default)
+        return SimpleNamespace(**{q.name: value(q) for q in cls.params})
+    @classmethod
+    def check(cls, params):
         "Refuse (a ConfigError naming the parameter) a value of its own parameters, before anything is built."
-        for p in cls.params: p.check(getattr(cfg, p.name))
+        for q, v in zip(cls.params, vars(cls.own(params)).values()): q.check(v)
     def state_dict(self) -> dict: return {}
     def load_state_dict(self, sd:dict): pass
     def trainables(self) -> list: return []  # (module, optimiser) pairs it trains; torchrun averages their gradients

@@ -18,7 +18,8 @@ from .models import Teacher, SegOutput
 
 # %% auto #0
 __all__ = ['RELIABILITY', 'teacher_of', 'Reliability', 'NoReliability', 'ThresholdReliability', 'ThresholdShareReliability',
-           'ConfidenceReliability', 'ClassBalancedReliability', 'MetricReliability', 'defaults', 'saved_reliability']
+           'ConfidenceReliability', 'ClassBalancedReliability', 'MetricReliability', 'defaults', 'class_rank',
+           'MetricRankReliability', 'saved_reliability']
 
 # %% ../nbs/03b_reliability.ipynb #f003b845
 def teacher_of(out:SegOutput,  # a network's output (logits, encoder features)
@@ -39,7 +40,7 @@ class Reliability(Strategy):
     @classmethod
     def load(cls, run_dir:Path, cfg, ctx:Context) -> 'Reliability':
         "The strategy as a finished run in `run_dir` left it (default: built again from its config; one that learns reads its files)."
-        return cls.build(cfg, ctx)
+        return cls.build(cls.own(cfg), ctx)
 
 @RELIABILITY.register('none')
 class NoReliability(Reliability):
@@ -53,7 +54,7 @@ class ThresholdReliability(Reliability):
     params = (Param('threshold', float, 0.968, 'the confidence a pseudo-label needs to count (DACS)', bounds=(0.0, 1.0)),)
     def __init__(self, threshold=0.968): self.threshold = threshold
     @classmethod
-    def build(cls, cfg, ctx): return cls(cfg.threshold)
+    def build(cls, p, ctx): return cls(p.threshold)
     def __call__(self, t): return (t.conf >= self.threshold).float()
 
 @RELIABILITY.register('threshold_uniform')
@@ -77,7 +78,7 @@ class ClassBalancedReliability(Reliability):
         if not 0 < portion <= 1: raise ConfigError(f"cb_portion={portion} should be in (0, 1]")
         self.portion = portion
     @classmethod
-    def build(cls, cfg, ctx): return cls(cfg.cb_portion)
+    def build(cls, p, ctx): return cls(p.cb_portion)
     def __call__(self, t):
         keep = torch.zeros_like(t.conf)
         for c in t.pseudo.unique():
@@ -100,10 +101,10 @@ class MetricReliability(Reliability):
               Param('metric_warmup', int, 20, 'metric-only iterations before the first student step', bounds=(0, None)))
     def __init__(self, learner, warmup:int=0): self.learner, self.warmup = learner, warmup
     @classmethod
-    def build(cls, cfg, ctx):
-        learner = metric.MetricLearner(ctx.model.feat_dim, ctx.num_classes, dim=cfg.metric_dim, loss=cfg.metric_loss,
-                                       lr=cfg.metric_lr, proxy_lr_mult=cfg.proxy_lr_mult, n_per_class=cfg.n_per_class, tau=cfg.tau)
-        return cls(learner.to(ctx.device), cfg.metric_warmup)
+    def build(cls, p, ctx):
+        learner = metric.MetricLearner(ctx.model.feat_dim, ctx.num_classes, dim=p.metric_dim, loss=p.metric_loss,
+                                       lr=p.metric_lr, proxy_lr_mult=p.proxy_lr_mult, n_per_class=p.n_per_class, tau=p.tau)
+        return cls(learner.to(ctx.device), p.metric_warmup)
     # ŷ downsampled to the feature grid
     def update(self, t, gen): return {'metric_loss': self.learner.update(t.feats, t.pseudo, gen)}
     def __call__(self, t): return self.learner.reliability(t.feats, t.pseudo, t.pseudo.shape[-2:])
@@ -125,12 +126,31 @@ class MetricReliability(Reliability):
         if learner.kwargs['feat_dim'] != ctx.model.feat_dim or learner.num_classes != ctx.num_classes:
             raise ConfigError(f"{path} was trained on {learner.kwargs['feat_dim']}-channel features and {learner.num_classes} classes, "
                               f"but the model has {ctx.model.feat_dim} and {ctx.num_classes}: is it this run's model?")
-        return cls(learner, cfg.metric_warmup)
+        return cls(learner, cls.own(cfg).metric_warmup)
 
 # %% ../nbs/03b_reliability.ipynb #23bca6ca
 def defaults(**over) -> SimpleNamespace:
     "Every registered strategy's parameters at their defaults (`over` replaces some): a config a strategy can read."
     return SimpleNamespace(**{**{k: p.default for k, (p, _) in strategy_params().items()}, **over})
+
+# %% ../nbs/03b_reliability.ipynb #a98d8c85
+def class_rank(score:torch.Tensor,   # N×H×W scores
+               pseudo:torch.Tensor,  # N×H×W classes
+              ) -> torch.Tensor:
+    "Each pixel's score as its percentile among the batch's pixels of the same class: (rank + 0.5) / count, in (0, 1)."
+    out = torch.zeros_like(score)
+    for c in pseudo.unique():
+        m = pseudo == c
+        v = score[m]
+        rank = torch.empty_like(v)
+        rank[v.argsort()] = torch.arange(v.numel(), dtype=v.dtype, device=v.device)
+        out[m] = (rank + 0.5) / v.numel()
+    return out
+
+@RELIABILITY.register('metric_rank')
+class MetricRankReliability(MetricReliability):
+    "Ablation: the metric reliability as a percentile within each pseudo-label class of the batch (the order is the metric's, every class's mean weight ½)."
+    def __call__(self, t): return class_rank(super().__call__(t), t.pseudo)
 
 # %% ../nbs/03b_reliability.ipynb #bc557595
 def saved_reliability(run_dir,  # a finished run's folder (metrics.json, and what its reliability saved)

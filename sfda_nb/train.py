@@ -203,9 +203,9 @@ class PseudoCE(Strategy):
         self.norm, self.div_weight, self.l2sp_weight = norm, div_weight, l2sp_weight
         self.start = start  # L2-SP's anchor: the starting weights, by name
     @classmethod
-    def build(cls, cfg, ctx):
-        start = {n: p.detach().clone() for n, p in models.unwrap(ctx.model).named_parameters()} if cfg.l2sp_weight else None
-        return cls(cfg.loss_norm, cfg.div_weight, cfg.l2sp_weight, start)
+    def build(cls, p, ctx):
+        start = {n: w.detach().clone() for n, w in models.unwrap(ctx.model).named_parameters()} if p.l2sp_weight else None
+        return cls(p.loss_norm, p.div_weight, p.l2sp_weight, start)
     def __call__(self, student, x, xm, ym, rm):
         logits = student(xm).logits
         loss = weighted_ce(logits, ym, rm, self.norm)
@@ -323,7 +323,7 @@ def resolve(cfg:TrainConfig) -> Plan:
         raise ConfigError(f"method={cfg.method!r} learns from {cfg.target}'s labelled train split, and {cfg.target} is labelled "
                           f"only on {list(target.labelled)}: it has no oracle (nor has the real dataset)")
     for k, valid in CHOICES.items(): _choose(k, getattr(cfg, k), valid)
-    for reg in (RELIABILITY, classmix.MIXERS, OBJECTIVES, LABELS): reg.check_params(cfg)
+    for reg in (RELIABILITY, classmix.MIXERS, OBJECTIVES, LABELS): reg.check_params(cfg.params)
     if cfg.iters < 0 or cfg.batch_size < 1: raise ConfigError(f"iters={cfg.iters} and batch_size={cfg.batch_size} must be at least 0 and 1")
     lo_hi = tuple(cfg.target_scale)
     bad = [k for k, ok in (('jitter', cfg.jitter >= 0), ('blur', 0 <= cfg.blur <= 1), ('bn_init', cfg.bn_init >= 0), ('ema_alpha', 0 <= cfg.ema_alpha < 1),
@@ -433,9 +433,10 @@ def build_adaptation(cfg:TrainConfig,  # the run's config
     # past the warm-up: α from the first update
     if not cfg.ema_ramp: teacher.step.fill_(math.ceil(1 / (1 - cfg.ema_alpha)))
     ctx = Context(student, num_classes, torch.device(device))
-    rel = RELIABILITY.build(plan.reliability or 'none', cfg, ctx)  # source_only: never stepped
-    mixer = classmix.MIXERS.build(plan.mix or 'none', cfg, ctx)
-    obj, labels = OBJECTIVES.build(plan.method.objective, cfg, ctx), LABELS.build(plan.method.labels, cfg, ctx)
+    # each strategy gets its own parameters' values (`Strategy.own`), not the config
+    rel = RELIABILITY.build(plan.reliability or 'none', cfg.params, ctx)  # source_only: never stepped
+    mixer = classmix.MIXERS.build(plan.mix or 'none', cfg.params, ctx)
+    obj, labels = OBJECTIVES.build(plan.method.objective, cfg.params, ctx), LABELS.build(plan.method.labels, cfg.params, ctx)
     opt = make_optimizer(student, cfg, plan.method.params)
     a = Adaptation(student, teacher, opt, rel, mixer, obj, labels, gen or torch.Generator().manual_seed(cfg.seed), cfg)
     return precision(a, cfg.amp, device)

@@ -16,7 +16,7 @@ class ConfidencePower(Reliability):
     params = (Param('conf_gamma', float, 1.0, 'exponent of the teacher confidence', bounds=(0.0, None)),)
     def __init__(self, gamma=1.0): self.gamma = gamma
     @classmethod
-    def build(cls, cfg, ctx): return cls(cfg.conf_gamma)
+    def build(cls, p, ctx): return cls(p.conf_gamma)
     def __call__(self, t): return t.conf ** self.gamma
 '''
 TINY = dict(iters=2, batch_size=2, crop=[32, 32], eval_every=0, eval_max_images=2, threads=1)
