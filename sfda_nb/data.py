@@ -21,10 +21,11 @@ from .core import IGNORE, ConfigError, DataError, DatasetMissing, UnreadableFile
 
 # %% auto #0
 __all__ = ['CLASS_NAMES19', 'PALETTE19', 'ID2TRAIN', 'CS_ID_KNOWN', 'PROTOCOLS', 'SYNTHIA_CLASSES', 'SYNTHIA2TRAIN',
-           'SYNTHIA_KNOWN', 'SIZE_MISMATCH', 'NTHU_CITIES', 'RENDER_HINT', 'DATASETS', 'FOLDER', 'STANDARD_TARGET',
-           'IMAGE_SUFFIXES', 'FOLDER_ENCODINGS', 'FOLDER_OPTIONS', 'FOLDER_MAX_SIZE', 'TRAINID2TRAIN', 'TRAINID_KNOWN',
-           'Protocol', 'get_protocol', 'palette_of', 'colorize', 'palette_legend', 'decode_label', 'read_rgb',
-           'image_size', 'read_index_png', 'read_synthia_label', 'ItemKey', 'item_seed', 'resize_image', 'resize_label',
+           'SYNTHIA_KNOWN', 'CS_ID', 'CS_LABEL_PALETTE', 'CS_THINGS', 'SYNTHIA_LANEMARKING', 'CS2SYNTHIA', 'SYNTHIA2CS',
+           'SIZE_MISMATCH', 'NTHU_CITIES', 'RENDER_HINT', 'DATASETS', 'FOLDER', 'STANDARD_TARGET', 'IMAGE_SUFFIXES',
+           'FOLDER_ENCODINGS', 'FOLDER_OPTIONS', 'FOLDER_MAX_SIZE', 'TRAINID2TRAIN', 'TRAINID_KNOWN', 'Protocol',
+           'get_protocol', 'palette_of', 'colorize', 'palette_legend', 'decode_label', 'read_rgb', 'image_size',
+           'read_index_png', 'read_synthia_label', 'ItemKey', 'item_seed', 'resize_image', 'resize_label',
            'SizeMismatchWarning', 'size_mismatches', 'SegDataset', 'UnknownLabelWarning', 'holdout_split',
            'GTA5Dataset', 'SynthiaDataset', 'CityscapesDataset', 'NTHUDataset', 'Resize', 'Compose', 'TrainTransform',
            'DatasetSpec', 'register_dataset', 'dataset_spec', 'eval_split', 'is_rendered', 'real_name', 'city_of',
@@ -177,6 +178,21 @@ def _synthia_luts():
     return lut, known
 
 SYNTHIA2TRAIN, SYNTHIA_KNOWN = _synthia_luts()  # SYNTHIA id → trainId (65536 entries); which ids exist
+
+# the other direction, what the embedded twins' label files are written from
+CS_ID = {l.name: l.id for l in cs_labels.labels if l.id >= 0}  # Cityscapes class name → label id
+CS_LABEL_PALETTE = np.zeros((256, 3), np.uint8)  # Cityscapes label id → its official colour (GTA5's label PNGs carry it)
+for _l in cs_labels.labels:
+    if 0 <= _l.id < 256: CS_LABEL_PALETTE[_l.id] = _l.color
+CS_THINGS = [CS_ID[n] for n in ('person', 'rider', 'car', 'truck', 'bus', 'train', 'motorcycle', 'bicycle')]  # with instance ids
+SYNTHIA_LANEMARKING = 22  # SYNTHIA's lane-marking class: on the road, read as ignore
+CS2SYNTHIA = np.zeros(256, np.uint16)  # Cityscapes label id → SYNTHIA id (0 = void)
+SYNTHIA2CS = np.zeros(1 << 16, np.uint8)  # SYNTHIA id → Cityscapes label id (the lane marks as road), for display
+for _i, _, _t in SYNTHIA_CLASSES:
+    if _t == IGNORE: continue
+    CS2SYNTHIA[CS_ID[CLASS_NAMES19[_t]]] = _i
+    SYNTHIA2CS[_i] = CS_ID[CLASS_NAMES19[_t]]
+SYNTHIA2CS[SYNTHIA_LANEMARKING] = CS_ID['road']
 
 # %% ../nbs/01_data.ipynb #d3178ad8
 def read_rgb(path) -> np.ndarray:
@@ -344,6 +360,21 @@ class SegDataset(Dataset):
     def _pairs(self, split): raise NotImplementedError
     def _name(self, path): return Path(path).stem
     def read_label(self, path): return read_index_png(path)
+
+    # the format written, for the embedded twin that copies it (`synth`): file `i` of a split, and a label from Cityscapes ids
+    lane_class = None  # a lane-marking class the format stores apart and reads as ignore (SYNTHIA's), else None
+    @classmethod
+    def files(cls, split:str, i:int) -> dict:
+        "Paths of image `i` of `split` and of its label (None: the split has none), relative to the dataset's folder."
+        raise NotImplementedError(f"{cls.__name__} has no file naming for an embedded twin")
+    @classmethod
+    def write_label(cls, path, ids:np.ndarray, lane=None, inst=None):
+        "Write the label file of Cityscapes label ids `ids` (H×W uint8) in this format (here: a greyscale PNG of the ids)."
+        Image.fromarray(ids, 'L').save(path, compress_level=1)
+    @classmethod
+    def label_ids(cls, path) -> np.ndarray:
+        "A label file of this format as H×W Cityscapes label ids (for display)."
+        return read_index_png(path)
     def __len__(self): return len(self.pairs)
     def __repr__(self):
         return (f"{type(self).__name__}({self.name!r}, split={self.split!r}, n={len(self)}, "
@@ -406,6 +437,13 @@ class GTA5Dataset(SegDataset):
     def _pairs(self, split):
         ims = holdout_split(sorted((self.root/'images').glob('*.png')), split)
         return self._with_labels(ims, lambda p: self.root/'labels'/p.name)
+    @classmethod
+    def files(cls, split, i): return dict(img=f'images/{i+1:05d}.png', label=f'labels/{i+1:05d}.png')
+    @classmethod
+    def write_label(cls, path, ids, lane=None, inst=None):
+        im = Image.fromarray(ids, 'P')
+        im.putpalette(CS_LABEL_PALETTE.flatten().tolist())
+        im.save(path, compress_level=1)
 
 class SynthiaDataset(SegDataset):
     "SYNTHIA-RAND-CITYSCAPES: RGB images and 16-bit multi-channel labels, class id in the first PNG channel."
@@ -414,10 +452,27 @@ class SynthiaDataset(SegDataset):
     layout = "RGB/NNNNNNN.png (RGB) + GT/LABELS/NNNNNNN.png (16-bit multi-channel PNG; class id in the first channel)"
     obtain = ("SYNTHIA: synthia-dataset.net, downloads, the SYNTHIA-RAND-CITYSCAPES (CVPR16) archive "
               "(9,400 images), unpacked so that RGB/ and GT/LABELS/ sit in this folder")
+    lane_class = SYNTHIA_LANEMARKING
     def _pairs(self, split):
         ims = holdout_split(sorted((self.root/'RGB').glob('*.png')), split)
         return self._with_labels(ims, lambda p: self.root/'GT'/'LABELS'/p.name)
     def read_label(self, path): return read_synthia_label(path)
+    @classmethod
+    def files(cls, split, i): return dict(img=f'RGB/{i:07d}.png', label=f'GT/LABELS/{i:07d}.png')
+    @classmethod
+    def write_label(cls, path, ids, lane=None, inst=None):
+        "Channels (class, instance, 0) as 16-bit; the lane marks as their own class; instances of the Cityscapes things only."
+        raw = CS2SYNTHIA[ids]
+        if lane is not None: raw[lane] = cls.lane_class
+        inst = np.zeros_like(raw) if inst is None else np.where(np.isin(ids, CS_THINGS), inst, 0).astype(np.uint16)
+        if not cv2.imwrite(str(path), np.stack([np.zeros_like(raw), inst, raw], -1), [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+            raise OSError(f"could not write {path}")
+    @classmethod
+    def label_ids(cls, path):
+        a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if a is None or a.ndim != 3 or a.dtype != np.uint16:
+            raise ValueError(f"{path}: expected a 16-bit multi-channel SYNTHIA label PNG, got {None if a is None else (a.dtype, a.shape)}")
+        return SYNTHIA2CS[a[..., -1]]
 
 # %% ../nbs/01_data.ipynb #2f88c5bc
 class CityscapesDataset(SegDataset):
@@ -432,6 +487,13 @@ class CityscapesDataset(SegDataset):
         return self._with_labels(ims, lambda p: self.root/'gtFine'/split/p.parent.name/
                                  p.name.replace('_leftImg8bit.png', '_gtFine_labelIds.png'))
     def _name(self, path): return Path(path).name.removesuffix('_leftImg8bit.png')
+    twin_cities = dict(train=('aachen', 'bochum', 'bremen'), val=('frankfurt', 'lindau', 'munster'))  # the twin's file names
+    @classmethod
+    def files(cls, split, i):
+        cities = cls.twin_cities[split]
+        city = cities[i % len(cities)]
+        stem = f'{city}_{i//len(cities):06d}_000019'
+        return dict(img=f'leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png', label=f'gtFine/{split}/{city}/{stem}_gtFine_labelIds.png')
 
 NTHU_CITIES = ('Rome', 'Rio', 'Tokyo', 'Taipei')
 
@@ -451,6 +513,12 @@ class NTHUDataset(SegDataset):
         ims = sorted(p for p in d.glob('*') if p.suffix.lower() in ('.jpg', '.png')) if d.is_dir() else []
         if split == 'train': return [(p, None) for p in ims]
         return self._with_labels(ims, lambda p: self.root/self.city/'Labels'/'Test'/f'{p.stem}_eval.png')
+    @classmethod
+    def files(cls, split, i):
+        "Relative to the city's folder; the train split has no labels."
+        pano = f'pano_{i + (0 if split == "train" else 50000):05d}_{i % 3}_{180*((i//3) % 2)}'
+        if split == 'train': return dict(img=f'Images/Train/{pano}.jpg', label=None)
+        return dict(img=f'Images/Test/{pano}.png', label=f'Labels/Test/{pano}_eval.png')
 
 # %% ../nbs/01_data.ipynb #8ab356ee
 class Resize:
@@ -520,6 +588,7 @@ class DatasetSpec(NamedTuple):
     rendered: bool = False       # made by the embedded renderer (`synth.ensure_benchmark`), not downloaded
     real: Optional[str] = None   # for an embedded twin: the real dataset it mirrors
     twin: Optional[str] = None   # for a real dataset: its embedded twin
+    render: Optional[dict] = None  # for an embedded twin: the splits the renderer writes, in order, and their default image counts
 
 RENDER_HINT = "the embedded benchmark is rendered, not downloaded: render it with `./run.sh render`"
 
@@ -535,6 +604,8 @@ def _check_spec(name:str, spec:DatasetSpec):
         raise ConfigError(f"dataset {name!r}: eval_split={spec.eval_split!r} is not one of its labelled splits {spec.labelled}")
     if spec.rendered != (spec.real is not None) or (spec.rendered and spec.twin is not None):
         raise ConfigError(f"dataset {name!r}: a rendered twin names its real dataset (real=) and a real one its twin (twin=)")
+    if spec.rendered != bool(spec.render) or any(s not in spec.cls.splits for s in spec.render or ()):
+        raise ConfigError(f"dataset {name!r}: a rendered twin, and only one, lists the splits of its reader it is rendered in (render=)")
 
 def register_dataset(name:str,            # the registry name, e.g. 'mapillary'
                      spec:DatasetSpec,    # its row
@@ -548,8 +619,9 @@ def register_dataset(name:str,            # the registry name, e.g. 'mapillary'
 
 # %% ../nbs/01_data.ipynb #ecbe57d8
 _LABELLED_HOLDOUT = ('train', 'val', 'all')  # GTA5 and SYNTHIA: every split is labelled
-# the twins `synth` writes
-_RENDERED = ('gta5', 'synthia', 'cityscapes') + tuple(f'nthu_{c.lower()}' for c in NTHU_CITIES)
+# the twins `synth` writes, in the renderer's order: split -> default image count
+_RENDERED = dict(gta5=dict(train=500), synthia=dict(train=400), cityscapes=dict(train=400, val=100),
+                 **{f'nthu_{c.lower()}': dict(train=200, test=50) for c in NTHU_CITIES})
 
 def _real_rows() -> dict:
     rows = {'gta5': DatasetSpec(GTA5Dataset, 'gta5', {}, (1280, 720), (1280, 720), 'cs19', _LABELLED_HOLDOUT, 'val'),
@@ -562,7 +634,8 @@ def _real_rows() -> dict:
 
 def _twin(name:str, spec:DatasetSpec) -> DatasetSpec:
     "The row of the embedded twin of real dataset `name`: same reader and facts, its own folder, native size."
-    return spec._replace(subdir=f'synth_{spec.subdir}', train_size=None, eval_size=None, rendered=True, real=name, twin=None)
+    return spec._replace(subdir=f'synth_{spec.subdir}', train_size=None, eval_size=None, rendered=True, real=name, twin=None,
+                         render=_RENDERED[name])
 
 def _registry() -> dict:
     "The built-in rows: the real datasets, then the twins the renderer writes."

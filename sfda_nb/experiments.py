@@ -557,7 +557,9 @@ def ablation_table(df:pd.DataFrame, source:str, target:str) -> pd.DataFrame:
     d = d.drop_duplicates(['reliability', 'mix', 'seed', 'config_id'] if d.config_id.nunique() > 1 else ['reliability', 'mix', 'seed'])
     g = d.groupby(['reliability', 'mix'])['miou']
     mean, std, n = g.mean().unstack(), g.std(ddof=1).unstack(), g.size().unstack()
-    rows, cols = [r for r in RELIABILITIES if r in mean.index], [c for c in MIXES if c in mean.columns]
+    # the grid's own in its order, then any other strategy a run chose (a variant, a plugin's)
+    rows = [r for r in RELIABILITIES if r in mean.index] + [r for r in mean.index if r not in RELIABILITIES]
+    cols = [c for c in MIXES if c in mean.columns] + [c for c in mean.columns if c not in MIXES]
     t = pd.concat({c: mean.loc[rows, c] for c in cols} | {f'{c}_std': std.loc[rows, c] for c in cols}, axis=1)
     t = t[[x for c in cols for x in (c, f'{c}_std')]]
     t['n'] = n.loc[rows].min(axis=1)
@@ -580,7 +582,10 @@ def _slug(s:str) -> str: return re.sub(r'[^A-Za-z0-9]+', '_', s).strip('_')
 def tables(df:pd.DataFrame) -> dict:
     "Every paper-style table the runs in `df` support, numeric, by file-friendly name."
     out = {}
-    for s, t in _settings(df): out[f'benchmark_{_slug(s)}__{_slug(t)}'] = benchmark_table(df, s, t)
+    for s, t in _settings(df):
+        # a setting swept with ablation runs only has no main table
+        if (~df[(df.source == s) & (df.target == t)].ablation.astype(bool)).any():
+            out[f'benchmark_{_slug(s)}__{_slug(t)}'] = benchmark_table(df, s, t)
     if df.target.map(_city).notna().any(): out['nthu_cities'] = nthu_table(df)
     for s, t in _settings(df):
         d = df[(df.source == s) & (df.target == t)]

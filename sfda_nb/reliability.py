@@ -19,7 +19,7 @@ from .models import Teacher, SegOutput
 # %% auto #0
 __all__ = ['RELIABILITY', 'teacher_of', 'Reliability', 'NoReliability', 'ThresholdReliability', 'ThresholdShareReliability',
            'ConfidenceReliability', 'ClassBalancedReliability', 'MetricReliability', 'defaults', 'class_rank',
-           'MetricRankReliability', 'saved_reliability']
+           'MetricRankReliability', 'ConfidenceRankReliability', 'saved_reliability']
 
 # %% ../nbs/03b_reliability.ipynb #f003b845
 def teacher_of(out:SegOutput,  # a network's output (logits, encoder features)
@@ -150,6 +150,11 @@ def class_rank(score:torch.Tensor,   # N×H×W scores
 @RELIABILITY.register('metric_rank')
 class MetricRankReliability(MetricReliability):
     "Ablation: the metric reliability as a percentile within each pseudo-label class of the batch (the order is the metric's, every class's mean weight ½)."
+    def __call__(self, t): return class_rank(super().__call__(t), t.pseudo)
+
+@RELIABILITY.register('confidence_rank')
+class ConfidenceRankReliability(ConfidenceReliability):
+    "The control of `metric_rank`: the teacher's confidence as a percentile within each pseudo-label class of the batch."
     def __call__(self, t): return class_rank(super().__call__(t), t.pseudo)
 
 # %% ../nbs/03b_reliability.ipynb #bc557595

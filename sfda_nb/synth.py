@@ -16,32 +16,24 @@ from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 from .core import default_data_root
 
 # %% auto #0
-__all__ = ['CS_ID', 'CS_PALETTE', 'CLASSES19', 'ID2TRAIN', 'SYNTHIA_RAW', 'SYNTHIA_LANEMARKING', 'CS2SYNTHIA', 'THINGS', 'GTA5',
-           'CITYSCAPES', 'SYNTHIA', 'NTHU', 'STYLES', 'CATEGORIES', 'CATEGORY', 'ROAD', 'SIDEWALK', 'BUILDING', 'WALL',
-           'FENCE', 'POLE', 'LIGHT', 'SIGN', 'VEG', 'TERRAIN', 'SKY', 'PERSON', 'RIDER', 'CAR', 'TRUCK', 'BUS', 'TRAIN',
-           'MOTO', 'BIKE', 'STATIC', 'EGO', 'DARK', 'RENDER_VERSION', 'DOMAINS', 'NTHU_CITY', 'LAYOUT', 'SPLITS',
-           'DEFAULT_SIZE', 'DEFAULT_COUNTS', 'CS_CITIES', 'MANIFEST', 'random_style', 'pretrain_scene', 'render_scene',
-           'domain_dir', 'sample_files', 'encode_sample', 'read_label_ids', 'resolve_counts', 'read_manifest',
-           'render_benchmark', 'ensure_benchmark', 'load_sample', 'show_samples', 'class_frequencies',
-           'plot_class_frequencies']
+__all__ = ['CLASSES19', 'ID2TRAIN', 'SYNTHIA_RAW', 'GTA5', 'CITYSCAPES', 'SYNTHIA', 'NTHU', 'LOOKS', 'STYLES', 'CATEGORIES',
+           'CATEGORY', 'ROAD', 'SIDEWALK', 'BUILDING', 'WALL', 'FENCE', 'POLE', 'LIGHT', 'SIGN', 'VEG', 'TERRAIN',
+           'SKY', 'PERSON', 'RIDER', 'CAR', 'TRUCK', 'BUS', 'TRAIN', 'MOTO', 'BIKE', 'STATIC', 'EGO', 'DARK',
+           'RENDER_VERSION', 'DOMAINS', 'SPLITS', 'DEFAULT_SIZE', 'DEFAULT_COUNTS', 'MANIFEST', 'random_style',
+           'pretrain_scene', 'render_scene', 'domain_dir', 'sample_files', 'encode_sample', 'read_label_ids',
+           'resolve_counts', 'read_manifest', 'render_benchmark', 'ensure_benchmark', 'load_sample', 'show_samples',
+           'class_frequencies', 'plot_class_frequencies']
 
 # %% ../nbs/01b_synth.ipynb #116141b7
-from .data import CLASS_NAMES19, SYNTHIA_CLASSES, ID2TRAIN as _ID2TRAIN
-CS_ID = {l.name: l.id for l in _CS_LABELS if l.id >= 0}   # Cityscapes class name -> label id
-CS_PALETTE = np.zeros((256, 3), np.uint8)                   # label id -> official RGB colour
-for _l in _CS_LABELS:
-    if 0 <= _l.id < 256: CS_PALETTE[_l.id] = _l.color
+from .data import CLASS_NAMES19, DATASETS, CS_ID, CS_LABEL_PALETTE as CS_PALETTE, CS_THINGS as THINGS, ID2TRAIN as _ID2TRAIN
+# CS_ID: Cityscapes class name -> label id; CS_PALETTE: label id -> official RGB colour; THINGS: the classes with instances
 CLASSES19 = list(CLASS_NAMES19)                             # the 19 trainId names (one home: sfda_nb.data)
 ID2TRAIN = np.asarray(_ID2TRAIN, np.uint8)                    # label id -> trainId (255 = ignore)
 
 # %% ../nbs/01b_synth.ipynb #f8c286be
+# each real dataset's file layout and label encoding, both ways, lives with its reader (sfda_nb.data): the twins write them
+from .data import SYNTHIA_CLASSES, SYNTHIA_LANEMARKING, CS2SYNTHIA
 SYNTHIA_RAW = {CLASS_NAMES19[t]: i for i, _, t in SYNTHIA_CLASSES if t != 255}  # Cityscapes name -> SYNTHIA raw id
-SYNTHIA_LANEMARKING = 22
-# Cityscapes id -> SYNTHIA raw id (0 = void)
-CS2SYNTHIA = np.zeros(256, np.uint16)
-for _n, _r in SYNTHIA_RAW.items(): CS2SYNTHIA[CS_ID[_n]] = _r
-# with instance ids
-THINGS = [CS_ID[n] for n in ('person', 'rider', 'car', 'truck', 'bus', 'train', 'motorcycle', 'bicycle')]
 
 # %% ../nbs/01b_synth.ipynb #dca99a0b
 def _c(*rgb): return tuple(round(v/255, 4) for v in rgb)   # an 8-bit colour as floats in [0, 1]
@@ -157,8 +149,10 @@ NTHU = dict(
                    win_sp=(1.6, 2.6), rates=dict(moto_rider=2.0, motorcycle=3.0, car=1.8, sign=4.0, person=5.0),
                    colors=dict(building=[_c(150, 150, 140), _c(120, 118, 110), _c(175, 165, 150), _c(110, 115, 120)])),
 )
-STYLES = dict(synth_gta5=GTA5, synth_synthia=SYNTHIA, synth_cityscapes=CITYSCAPES,
-              **{f'synth_nthu_{c}': s for c, s in NTHU.items()})   # domain name -> style
+LOOKS = dict(gta5=GTA5, synthia=SYNTHIA, cityscapes=CITYSCAPES,
+             **{f'nthu_{c}': s for c, s in NTHU.items()})  # the look of each real dataset's twin, by the real dataset
+# domain (the twin's registry name) -> its style, in the registry's order
+STYLES = {d: LOOKS[s.real] for d, s in DATASETS.items() if s.rendered}
 
 # %% ../nbs/01b_synth.ipynb #9665d480
 CATEGORIES = [c for c in dict.fromkeys(l.category for l in _CS_LABELS if l.categoryId > 0)]   # flat, construction, ...
@@ -937,84 +931,53 @@ def render_scene(style,  # a style dict, or a domain name from `STYLES`
 RENDER_VERSION = 3   # bump whenever a change to the drawing code changes the pictures: it invalidates every cache
 # (tests/test_synth.py pins a fingerprint per version; 2: version 1's pictures changed without a bump;
 #  3: the calibrated miniature: people, two-wheelers and poles 1.5x life size, rarer classes more frequent)
+# the embedded domains are the registry's rendered rows (sfda_nb.data.DATASETS): their folders, readers and splits
 DOMAINS = tuple(STYLES)
-NTHU_CITY = dict(synth_nthu_rome='Rome', synth_nthu_rio='Rio', synth_nthu_tokyo='Tokyo', synth_nthu_taipei='Taipei')
-LAYOUT = dict(synth_gta5='gta5', synth_synthia='synthia', synth_cityscapes='cityscapes', **{d: 'nthu' for d in NTHU_CITY})
-SPLITS = dict(synth_gta5=('train',), synth_synthia=('train',), synth_cityscapes=('train', 'val'),
-              **{d: ('train', 'test') for d in NTHU_CITY})
+SPLITS = {d: tuple(DATASETS[d].render) for d in DOMAINS}  # the splits rendered, in order (each seeds its own images)
 DEFAULT_SIZE = (128, 256)
-DEFAULT_COUNTS = dict(synth_gta5=dict(train=500), synth_synthia=dict(train=400), synth_cityscapes=dict(train=400, val=100),
-                      **{d: dict(train=200, test=50) for d in NTHU_CITY})
-CS_CITIES = dict(train=('aachen', 'bochum', 'bremen'), val=('frankfurt', 'lindau', 'munster'))
+DEFAULT_COUNTS = {d: dict(DATASETS[d].render) for d in DOMAINS}  # images per split unless `counts` says otherwise
 
 # %% ../nbs/01b_synth.ipynb #fca8f679
+def _format(domain):
+    "The reader (`data.SegDataset` subclass) whose format embedded domain `domain` is written in."
+    if domain not in STYLES: raise ValueError(f"unknown domain {domain!r}; the embedded domains are {list(DOMAINS)}")
+    return DATASETS[domain].cls
+
 def domain_dir(root, domain) -> Path:
-    "The folder `domain` is rendered into: `root/synth_gta5`, …, `root/synth_nthu/Rome`."
-    if domain not in LAYOUT: raise ValueError(f"unknown domain {domain!r}; the embedded domains are {list(DOMAINS)}")
-    return Path(root)/'synth_nthu'/NTHU_CITY[domain] if domain in NTHU_CITY else Path(root)/domain
+    "The folder `domain` is rendered into: `root/synth_gta5`, …, `root/synth_nthu/Rome` (the registry's folder and city)."
+    _format(domain)
+    return Path(root)/DATASETS[domain].subdir/(DATASETS[domain].city or '')
 
 def sample_files(domain, split, i:int) -> dict:
     "Paths (relative to `domain_dir`) of image `i` of `split` and of its label (`None` where the real dataset has none)."
-    lay = LAYOUT[domain]
-    if lay == 'gta5': return dict(img=f'images/{i+1:05d}.png', label=f'labels/{i+1:05d}.png')
-    if lay == 'synthia': return dict(img=f'RGB/{i:07d}.png', label=f'GT/LABELS/{i:07d}.png')
-    if lay == 'cityscapes':
-        cities = CS_CITIES[split]
-        city = cities[i % len(cities)]
-        stem = f'{city}_{i//len(cities):06d}_000019'
-        return dict(img=f'leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png', label=f'gtFine/{split}/{city}/{stem}_gtFine_labelIds.png')
-    pano = f'pano_{i + (0 if split == "train" else 50000):05d}_{i % 3}_{180*((i//3) % 2)}'
-    if split == 'train': return dict(img=f'Images/Train/{pano}.jpg', label=None)
-    return dict(img=f'Images/Test/{pano}.png', label=f'Labels/Test/{pano}_eval.png')
+    return _format(domain).files(split, i)
 
 # %% ../nbs/01b_synth.ipynb #1ea0f589
-_GTA5_PALETTE = CS_PALETTE.flatten().tolist()
 # lossless, ~4x faster than PIL
 _PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
 
 def encode_sample(domain, split, scene:dict, dst:Path, i:int) -> np.ndarray:
     "Write one scene in `domain`'s real encoding under `dst`; return its pixels per trainId (19 classes, then ignore)."
-    files, lay = sample_files(domain, split, i), LAYOUT[domain]
+    fmt = _format(domain)
+    files = fmt.files(split, i)
     ip = Path(dst)/files['img']
     ip.parent.mkdir(parents=True, exist_ok=True)
     if ip.suffix == '.jpg': Image.fromarray(scene['img']).save(ip, quality=92)
     elif not cv2.imwrite(str(ip), np.ascontiguousarray(scene['img'][..., ::-1]), _PNG_FAST): raise OSError(f"could not write {ip}")
     lab = scene['lab']
     train = ID2TRAIN[lab]
-    if lay == 'synthia': train = np.where(scene['lane'], 255, train)      # SYNTHIA's lane-marking class is ignored
+    if fmt.lane_class is not None: train = np.where(scene['lane'], 255, train)  # a lane-marking class is read as ignore
     hist = np.bincount(np.where(train == 255, 19, train).ravel(), minlength=20)
     if files['label'] is None: return hist
     lp = Path(dst)/files['label']
     lp.parent.mkdir(parents=True, exist_ok=True)
-    if lay == 'gta5':
-        im = Image.fromarray(lab, 'P')
-        im.putpalette(_GTA5_PALETTE)
-        im.save(lp, compress_level=1)
-    elif lay == 'synthia':
-        raw = CS2SYNTHIA[lab]
-        raw[scene['lane']] = SYNTHIA_LANEMARKING
-        inst = np.where(np.isin(lab, THINGS), scene['inst'], 0).astype(np.uint16)
-        if not cv2.imwrite(str(lp), np.stack([np.zeros_like(raw), inst, raw], -1), [cv2.IMWRITE_PNG_COMPRESSION, 1]):
-            raise OSError(f"could not write {lp}")
-    else: Image.fromarray(lab, 'L').save(lp, compress_level=1)
+    fmt.write_label(lp, lab, lane=scene['lane'], inst=scene['inst'])
     return hist
 
 # %% ../nbs/01b_synth.ipynb #04435146
-_SYNTHIA2CS = np.zeros(65536, np.uint8)
-for _n, _r in SYNTHIA_RAW.items(): _SYNTHIA2CS[_r] = CS_ID[_n]
-_SYNTHIA2CS[SYNTHIA_LANEMARKING] = ROAD
-
-def read_label_ids(path, layout:str) -> np.ndarray:
-    "A label file of `layout` ('gta5', 'synthia', 'cityscapes', 'nthu') as an H×W uint8 map of Cityscapes label ids."
-    path = Path(path)
-    if layout == 'synthia':
-        a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if a is None or a.ndim != 3 or a.dtype != np.uint16:
-            raise ValueError(f"{path}: expected a 16-bit multi-channel SYNTHIA label PNG, got {None if a is None else (a.dtype, a.shape)}")
-        return _SYNTHIA2CS[a[..., -1]]
-    with Image.open(path) as im:
-        if im.mode not in ('P', 'L'): raise ValueError(f"{path}: expected a palette or grey label PNG, got mode {im.mode}")
-        return np.array(im, np.uint8)
+def read_label_ids(path, domain:str) -> np.ndarray:
+    "A label file of embedded domain `domain`, in its real dataset's encoding, as an H×W uint8 map of Cityscapes label ids."
+    return _format(domain).label_ids(Path(path))
 
 # %% ../nbs/01b_synth.ipynb #35fb89ac
 def _job(args):
@@ -1082,7 +1045,8 @@ _PARTIAL = '.sfda_partial'       # marks a temporary folder as ours while it is 
 def _settings(domain, size, counts, seed) -> dict:
     "Everything the files of `domain` depend on, and its hash (the cache key)."
     style = hashlib.sha256(json.dumps(STYLES[domain], sort_keys=True).encode()).hexdigest()[:16]
-    s = dict(version=RENDER_VERSION, domain=domain, layout=LAYOUT[domain], size=list(size), counts=counts, seed=seed, style=style)
+    layout = DATASETS[DATASETS[domain].real].subdir  # the real dataset's folder name: 'gta5', …, 'nthu'
+    s = dict(version=RENDER_VERSION, domain=domain, layout=layout, size=list(size), counts=counts, seed=seed, style=style)
     return {**s, 'hash': hashlib.sha256(json.dumps(s, sort_keys=True).encode()).hexdigest()[:16]}
 
 # %% ../nbs/01b_synth.ipynb #a7155c85
@@ -1190,10 +1154,12 @@ def load_sample(root, domain, split, i:int):
     d, f = domain_dir(root, domain), sample_files(domain, split, i)
     if not (d/f['img']).exists(): raise FileNotFoundError(f"{d/f['img']} does not exist; render the benchmark first (ensure_benchmark)")
     with Image.open(d/f['img']) as im: img = np.array(im.convert('RGB'))
-    return img, None if f['label'] is None else read_label_ids(d/f['label'], LAYOUT[domain])
+    return img, None if f['label'] is None else read_label_ids(d/f['label'], domain)
 
 # %% ../nbs/01b_synth.ipynb #0ac4581a
-def _labelled_split(domain): return {'synth_cityscapes': 'val'}.get(domain, 'test' if domain in NTHU_CITY else 'train')
+def _labelled_split(domain):
+    "The rendered split shown: the one scored as a target where it is rendered, else the first."
+    return DATASETS[domain].eval_split if DATASETS[domain].eval_split in SPLITS[domain] else SPLITS[domain][0]
 
 def show_samples(root=None, # data root of a rendered benchmark
                  domains=None, # which domains (default: all)

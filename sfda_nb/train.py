@@ -347,17 +347,18 @@ def bn_affine(model:nn.Module) -> list:
     return [p for m in models.unwrap(model).modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
             for p in (m.weight, m.bias) if p is not None]
 
-def make_optimizer(model, cfg:TrainConfig, params:str='all'):
-    "The student's optimiser over `params` ('all': the model's groups, head ×`head_lr_mult`; 'bn_affine': TENT's)."
+def make_optimizer(model,
+                   name:str,  # sgd | adamw
+                   lr:float,  # the backbone's learning rate
+                   weight_decay:float,
+                   head_lr_mult:float,  # the head's multiple of `lr`
+                   params:str='all'):  # 'all': the model's groups; 'bn_affine': TENT's
+    "The student's optimiser over `params`."
     if params == 'bn_affine':
         keep = set(map(id, bn_affine(model)))
         for p in models.unwrap(model).parameters(): p.requires_grad_(id(p) in keep)
         model = _Groups([{'params': bn_affine(model), 'lr_mult': 1}])
-    opt = models.make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay)
-    for g in opt.param_groups:
-        if g['lr_mult'] != 1: g['lr_mult'] = cfg.head_lr_mult
-    models.set_lr(opt, cfg.lr)
-    return opt
+    return models.make_optimizer(model, name, lr, weight_decay, head_lr_mult=head_lr_mult)
 
 class _Groups:
     def __init__(self, groups): self.groups = groups
@@ -437,7 +438,7 @@ def build_adaptation(cfg:TrainConfig,  # the run's config
     rel = RELIABILITY.build(plan.reliability or 'none', cfg.params, ctx)  # source_only: never stepped
     mixer = classmix.MIXERS.build(plan.mix or 'none', cfg.params, ctx)
     obj, labels = OBJECTIVES.build(plan.method.objective, cfg.params, ctx), LABELS.build(plan.method.labels, cfg.params, ctx)
-    opt = make_optimizer(student, cfg, plan.method.params)
+    opt = make_optimizer(student, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.head_lr_mult, plan.method.params)
     a = Adaptation(student, teacher, opt, rel, mixer, obj, labels, gen or torch.Generator().manual_seed(cfg.seed), cfg)
     return precision(a, cfg.amp, device)
 
@@ -784,14 +785,14 @@ def identity(cfg:TrainConfig) -> dict:
     "What a run's result depends on: every parameter but those free on resume, the source checkpoint by its sha256, the render version."
     d = {k: v for k, v in config_dict(cfg).items() if k not in RESUME_FREE}
     if cfg.source_ckpt and Path(cfg.source_ckpt).is_file(): d['source_ckpt'] = 'sha256:' + sha256_file(cfg.source_ckpt)
-    if (v := render_version(cfg)) is not None: d['render_version'] = v
+    if (v := render_version(cfg.source, cfg.target)) is not None: d['render_version'] = v
     # a folder whose images changed is another run
     if (f := data.folder_fingerprint(cfg.target)) is not None: d['target_images'] = f
     return d
 
-def render_version(cfg:TrainConfig) -> Optional[int]:
+def render_version(*datasets) -> Optional[int]:
     "The embedded renderer's version where the run reads a rendered dataset (it changes the pictures), else None."
-    if not (data.is_rendered(cfg.source) or data.is_rendered(cfg.target)): return None
+    if not any(map(data.is_rendered, datasets)): return None
     from sfda_nb import synth
     return synth.RENDER_VERSION
 
@@ -945,7 +946,7 @@ def summarize(run, seconds:float) -> dict:
     headline = res[plan.report]['last'] if res[plan.report] else run.source_eval['miou']
     return {'miou': headline, 'report': plan.report if res[plan.report] else start, **res,
             'source_only': run.source_eval if start == 'source' else None, **({'oracle': run.source_eval} if start == 'oracle' else {}),
-            'source_ckpt': run.source_info, 'protocol': run.protocol.name, 'render_version': render_version(cfg), 'target_size': data.input_size(cfg.target), 'target_images': data.folder_fingerprint(cfg.target),
+            'source_ckpt': run.source_info, 'protocol': run.protocol.name, 'render_version': render_version(cfg.source, cfg.target), 'target_size': data.input_size(cfg.target), 'target_images': data.folder_fingerprint(cfg.target),
             'class_names': list(run.protocol.class_names), 'method': cfg.method, 'reliability': plan.reliability,
             'mix': plan.mix, 'seed': cfg.seed, 'out_dir': str(run.out_dir), 'config': config_dict(cfg), 'versions': models.versions(),
             'history': [{k: v for k, v in e.items() if k != '_logged'} for e in run.evals], 'seconds': seconds}
