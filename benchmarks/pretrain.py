@@ -2,12 +2,12 @@
 
     OMP_NUM_THREADS=1 python benchmarks/pretrain.py OUT.pt [key=value ...]
 
-Keys are `sfda_nb.models.PretrainConfig` fields (values parsed as JSON). The committed
+Keys are `sfda_nb.pretrain.PretrainConfig` fields (values parsed as JSON). The committed
 `sfda_nb/weights/small_backbone.pt` was made with the command recorded in results/calibration/README.md;
 CI reruns it for a few iterations (iters=3) and checks the committed file's sha256.
 """
 import json, sys
-from sfda_nb import models
+from sfda_nb import models, pretrain
 from sfda_nb.core import frozen_config, sha256_file
 
 def main(args):
@@ -17,8 +17,8 @@ def main(args):
         k, v = a.split('=', 1)
         try: kw[k] = json.loads(v)
         except json.JSONDecodeError: kw[k] = v
-    cfg = frozen_config(models.PretrainConfig, kw)
-    path = models.pretrain_backbone(cfg, args[0], overwrite=True)
+    cfg = frozen_config(pretrain.PretrainConfig, kw)
+    path = pretrain.pretrain_backbone(cfg, args[0], overwrite=True)
     meta = models.load_checkpoint(path)['meta']
     print(f"backbone {path}: {meta['train_seconds']:.0f}s, final loss {meta['loss_curve'][-1][1]:.3f}, sha256 {sha256_file(path)}")
 

@@ -11,14 +11,14 @@ from pathlib import Path
 
 CHILD = r'''
 import time, torch
-from sfda_nb import models
+from sfda_nb import models, evaluation
 torch.manual_seed(0)
 net = models.build_model('small', 19).eval()
 g = torch.Generator().manual_seed(0)
 batches = [{'img': (torch.rand(1, 3, 128, 256, generator=g) * 255).to(torch.uint8),
             'label': torch.randint(0, 19, (1, 128, 256), generator=g)} for _ in range({n})]
-models.evaluate(net, batches[:2], 'cs19')  # warm-up: allocations, thread pool
-t0 = time.perf_counter(); models.evaluate(net, batches, 'cs19'); print(time.perf_counter() - t0)
+evaluation.evaluate(net, batches[:2], 'cs19')  # warm-up: allocations, thread pool
+t0 = time.perf_counter(); evaluation.evaluate(net, batches, 'cs19'); print(time.perf_counter() - t0)
 '''
 
 SETTINGS = {  # name -> environment of the measured process

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from . import data, models
+from . import data, models, mean_teacher
 from .reliability import Reliability, saved_reliability, teacher_of
 from .core import IGNORE, ConfigError, get_device, load_checkpoint, sha256_file, upsample, atomic_path, write_text_atomic
 
@@ -279,7 +279,7 @@ def _accumulate(acc:dict, out, src, size, reliability) -> None:
     acc['pixels'] += ids.numel()
     acc['n'] += len(ids)
     if reliability is not None:
-        acc['rel'] += float(reliability(models.Teacher(out.feats.float(), prob, conf, ids)).double().sum())
+        acc['rel'] += float(reliability(mean_teacher.Teacher(out.feats.float(), prob, conf, ids)).double().sum())
 
 def _diag_summary(acc:dict, protocol, has_rel:bool) -> dict:
     P, p = max(acc['pixels'], 1), data.get_protocol(protocol)

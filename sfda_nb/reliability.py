@@ -13,8 +13,9 @@ import torch
 import torch.nn as nn
 from .core import (upsample, ConfigError, Context, Param, Registry, Strategy, strategy_params, save_checkpoint,
                           load_checkpoint)
-from . import metric, models
-from .models import Teacher, SegOutput
+from . import metric, models, mean_teacher
+from .core import SegOutput
+from .mean_teacher import Teacher
 
 # %% auto #0
 __all__ = ['RELIABILITY', 'teacher_of', 'Reliability', 'NoReliability', 'ThresholdReliability', 'ThresholdShareReliability',

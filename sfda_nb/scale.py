@@ -17,7 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from fastcore.basics import patch_to
 
 from .core import ConfigError, config_dict, frozen_config, project_root, load_checkpoint
-from . import data, models, classmix, train
+from . import data, models, classmix, train, evaluation, source_models
 
 # %% auto #0
 __all__ = ['PEAK_TFLOPS', 'Dist', 'init_distributed', 'environment', 'RankStream', 'cli_args', 'torchrun_command', 'launch',
@@ -111,11 +111,11 @@ def all_reduce(self, t:torch.Tensor, op=tdist.ReduceOp.SUM) -> torch.Tensor:
     return x.to(t.device)
 
 @patch_to(Dist)
-def reduce_eval(self, res:models.EvalResult) -> models.EvalResult:
+def reduce_eval(self, res:evaluation.EvalResult) -> evaluation.EvalResult:
     "The evaluation of the whole set from every rank's `EvalResult` on its shard."
     conf = self.all_reduce(res.conf)
     n = int(self.all_reduce(torch.tensor(res.n_images)))
-    return models.EvalResult(conf, res.class_names, res.protocol, n, res.subsets)
+    return evaluation.EvalResult(conf, res.class_names, res.protocol, n, res.subsets)
 
 # %% ../nbs/08_scale.ipynb #829fea6a
 @patch_to(Dist)

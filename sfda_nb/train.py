@@ -15,8 +15,8 @@ from .core import (IGNORE, upsample, default_data_root, default_runs_root, seed_
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from . import data, models, metric, classmix, predict
-from .models import Teacher  # what the teacher says about a batch (chapter 02: predict reads it too)
+from . import data, models, metric, classmix, predict, evaluation, mean_teacher, source_models
+from .mean_teacher import Teacher  # what the teacher says about a batch (chapter 02b: predict reads it too)
 from .reliability import RELIABILITY, Reliability, teacher_of  # the reliability strategies (chapter 03b)
 
 # %% auto #0
@@ -391,7 +391,7 @@ def _no_sync(model): pass
 class Adaptation:
     "The state of a run: networks, optimiser, strategies, the method's generator, and how the step runs."
     student: nn.Module
-    teacher: models.EMATeacher
+    teacher: mean_teacher.EMATeacher
     opt: torch.optim.Optimizer
     reliability: Reliability
     mixer: object
@@ -429,7 +429,7 @@ def build_adaptation(cfg:TrainConfig,  # the run's config
     "Every part of an adaptation run, built in one place and in a fixed order."
     plan = plan or resolve(cfg)
     if cfg.channels_last: student = student.to(memory_format=torch.channels_last)
-    teacher = models.EMATeacher(student, alpha=cfg.ema_alpha, bn='keep' if cfg.teacher_bn == 'batch' else 'ema',
+    teacher = mean_teacher.EMATeacher(student, alpha=cfg.ema_alpha, bn='keep' if cfg.teacher_bn == 'batch' else 'ema',
                                 follow=cfg.teacher_update == 'ema')
     # past the warm-up: α from the first update
     if not cfg.ema_ramp: teacher.step.fill_(math.ceil(1 / (1 - cfg.ema_alpha)))
@@ -599,11 +599,11 @@ class PolyLR(Callback):
         models.set_lr(run.a.opt, models.poly_lr(c.lr, run.student_step, max(c.iters, 1), c.poly_power))
 
 # %% ../nbs/05_train.ipynb #045cd32d
-def score(run, model) -> models.EvalResult:
-    "`models.evaluate` of `model` on the run's evaluation split (under torchrun: this rank's shard, matrices summed)."
+def score(run, model) -> evaluation.EvalResult:
+    "`evaluation.evaluate` of `model` on the run's evaluation split (under torchrun: this rank's shard, matrices summed)."
     net = models.unwrap(model)
-    if isinstance(net, models.EMATeacher): net = net.model  # the EMA step counter stays where it is (the host)
-    res = models.evaluate(net, run.eval_loader, run.protocol, run.device, max_images=run.cfg.eval_max_images or None)
+    if isinstance(net, mean_teacher.EMATeacher): net = net.model  # the EMA step counter stays where it is (the host)
+    res = evaluation.evaluate(net, run.eval_loader, run.protocol, run.device, max_images=run.cfg.eval_max_images or None)
     return run.env.reduce_eval(res)
 
 def evaluate_pair(run) -> dict:
@@ -873,7 +873,7 @@ def check_out_dir(out:Path, cfg:TrainConfig) -> str:
 def source_model(cfg:TrainConfig, plan:Plan, protocol, root, device):
     "The model a run starts from, and its provenance: `source_ckpt`, or one trained once and cached on an embedded dataset."
     data_name = cfg.target if plan.method.model == 'target' else cfg.source  # the oracle trains on the target's labels
-    path = Path(cfg.source_ckpt) if cfg.source_ckpt else models.source_checkpoint(  # `resolve` refused a real dataset without one
+    path = Path(cfg.source_ckpt) if cfg.source_ckpt else source_models.source_checkpoint(  # `resolve` refused a real dataset without one
         data_name, protocol.name, arch=cfg.arch, target=cfg.target if plan.target.labelled else None,
         iters=cfg.source_iters, data_root=str(root), device=str(device))
     model, meta = models.load_any(path, num_classes=protocol.num_classes, device=device)

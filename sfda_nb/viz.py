@@ -22,7 +22,7 @@ from IPython.display import display, HTML
 from fastcore.basics import patch
 
 from .core import IGNORE, ConfigError, upsample, load_checkpoint, get_device, default_data_root
-from . import data, metric, models
+from . import data, metric, models, evaluation, source_models
 from .reliability import saved_reliability, teacher_of
 from .data import colorize, palette_of  # one home for label pictures (chapter 01_data)
 from .train import Callback, TrainConfig
@@ -556,7 +556,7 @@ def from_run(cls:ReliabilityExplorer, out_dir,  # a finished run folder written 
 # %% ../nbs/06_viz.ipynb #340f50ac
 def per_class_iou(m, which:str='teacher') -> tuple:
     "`(class names, IoUs in percent (NaN: no IoU), mIoU)` of a metrics.json record, an evaluation dict or an `EvalResult`."
-    if isinstance(m, models.EvalResult): m = m.to_dict()
+    if isinstance(m, evaluation.EvalResult): m = m.to_dict()
     if 'iou' in m: return _iou_lists(m['iou'], m.get('class_names'), m.get('miou'))  # an evaluation dict
     if which != 'source_only' and m.get(which):  # a metrics.json record: the last evaluation
         return _iou_lists(m[which]['last_per_class'], m.get('class_names'), m[which]['last'])

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from conftest import ROOT, VENV_BIN
-from sfda_nb import models
+from sfda_nb import models, evaluation, mean_teacher, source_models
 from sfda_nb.core import IGNORE, SegOutput
 
 
@@ -38,8 +38,8 @@ def test_source_checkpoint_trains_once_under_concurrency(tmp_path, one_thread):
     write_tiny(tmp_path)
     script = textwrap.dedent(f"""
         import json, sys
-        from sfda_nb import models
-        p = models.source_checkpoint('synth_gta5', iters=20, batch_size=2, crop=[32, 32],
+        from sfda_nb import source_models
+        p = source_models.source_checkpoint('synth_gta5', iters=20, batch_size=2, crop=[32, 32],
                                      arch_kwargs={{'width': 4, 'feat_dim': 8}}, data_root={str(tmp_path)!r},
                                      device='cpu', cache_dir={str(tmp_path/'cache')!r}, verbose=True, log_every=5)
         print('PATH', p)
@@ -76,7 +76,7 @@ def test_ema_teacher_on_frozen_bn_deeplab():
     from sfda_nb.deeplab import deeplabv2_r101
     torch.manual_seed(0)
     s = deeplabv2_r101(19, 'fada', width=4)
-    t = models.EMATeacher(s, alpha=0.9)
+    t = mean_teacher.EMATeacher(s, alpha=0.9)
     with torch.no_grad():
         for p in s.parameters(): p.add_(1.0)
     t.update(s)
@@ -97,7 +97,7 @@ def test_evaluate_full_resolution_cityscapes_size():
             return SegOutput(logits[:, :1], logits)
     label = torch.full((1, 1024, 2048), 13, dtype=torch.long); label[:, :100] = IGNORE; label[:, -10:] = 0
     batch = {'img': torch.zeros(1, 3, 512, 1024, dtype=torch.uint8), 'label': label}
-    res = models.evaluate(Const(), [batch], 'cs19')
+    res = evaluation.evaluate(Const(), [batch], 'cs19')
     assert res.conf.sum().item() == (1024 - 100) * 2048
     assert res.conf[0, 13].item() == 10 * 2048
     assert abs(res.iou[13].item() - (1024 - 110) / (1024 - 100)) < 1e-9
@@ -113,14 +113,14 @@ def test_deeplab_source_training_from_imagenet_layout(tmp_path):
     sd = {k: v for k, v in net.state_dict().items() if not k.startswith('head.')}
     sd.update({'fc.weight': torch.zeros(1000, 128), 'fc.bias': torch.zeros(1000)})
     init = save_checkpoint(sd, tmp_path/'resnet101-narrow.pth')
-    cfg = frozen_config(models.SourceConfig, dict(arch='deeplabv2_r101', pretrained=str(init), iters=2, batch_size=2,
+    cfg = frozen_config(source_models.SourceConfig, dict(arch='deeplabv2_r101', pretrained=str(init), iters=2, batch_size=2,
                                                   crop=[32, 32], data_root=str(tmp_path), device='cpu',
                                                   out=str(tmp_path/'dl.pt'), eval_max_images=1))
-    model, meta = models.load_model(models.train_source(cfg, verbose=False))
+    model, meta = models.load_model(source_models.train_source(cfg, verbose=False))
     assert (meta['recipe']['optimizer'], meta['pretrained']['family']) == ('sgd', 'torchvision_imagenet')
     assert (model.style, model.norm, model.width) == ('torchvision', 'imagenet', 4)
     with pytest.raises(Exception, match="is not a backbone file"):   # a SmallSegNet takes only a pretrain_backbone file
-        models.train_source(frozen_config(models.SourceConfig, dict(pretrained=str(init), out=str(tmp_path/'s.pt'),
+        source_models.train_source(frozen_config(source_models.SourceConfig, dict(pretrained=str(init), out=str(tmp_path/'s.pt'),
                                                                     data_root=str(tmp_path), device='cpu')))
 
 
@@ -136,12 +136,12 @@ def test_source_training_size_mismatch(tmp_path, one_thread):
     base = dict(iters=2, batch_size=2, crop=[32, 32], arch_kwargs={'width': 4, 'feat_dim': 8}, data_root=str(tmp_path),
                 device='cpu', eval_max_images=1, log_every=1)
     with pytest.raises(ValueError, match=f"(?s)label {re.escape(str(bad))} is 64×16.*size_mismatch='skip'"):
-        models.train_source(frozen_config(models.SourceConfig, base | dict(out=str(tmp_path/'e.pt'))), verbose=False)
+        source_models.train_source(frozen_config(source_models.SourceConfig, base | dict(out=str(tmp_path/'e.pt'))), verbose=False)
     assert not (tmp_path/'e.pt').exists()
     metas = {}
     for policy, n in (('skip', 9), ('resize', 10)):  # 12 pairs, every 10th held out as val: 10 train (one mismatched)
         with pytest.warns(SizeMismatchWarning):
-            path = models.train_source(frozen_config(models.SourceConfig, base | dict(size_mismatch=policy, out=str(tmp_path/f'{policy}.pt'))), verbose=False)
+            path = source_models.train_source(frozen_config(source_models.SourceConfig, base | dict(size_mismatch=policy, out=str(tmp_path/f'{policy}.pt'))), verbose=False)
         metas[policy] = models.load_model(path)[1]
         assert metas[policy]['n_train'] == n
         assert 'synth_gta5/val' in metas[policy]['evals']  # scored under the same policy after training
@@ -161,7 +161,7 @@ def test_committed_backbone_hash_and_command(tmp_path, one_thread):
     assert sha256_file(path) == BACKBONE_SHA256[path.name], "the committed backbone changed: record its new sha256 and command"
     info = models.load_backbone(models.build_model('small', 19), path)
     assert info['config']['seed'] == 0 and info['render_version'] >= 3
-    assert models.resolve_pretrained(models.SourceConfig()) == path   # the default source model starts from it
+    assert models.resolve_pretrained(source_models.SourceConfig()) == path   # the default source model starts from it
     out = tmp_path/'bb.pt'
     r = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'pretrain.py'), str(out), 'iters=3', 'batch_size=2',
                         'size=[32,64]', 'threads=1', 'seed=0'], capture_output=True, text=True, timeout=300)

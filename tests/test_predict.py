@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sfda_nb import data, models, predict
+from sfda_nb import data, models, predict, source_models
 from sfda_nb.core import CheckpointError, frozen_config, default_data_root
 
 
@@ -55,7 +55,7 @@ def test_folder_adapt_predict_export(tmp_path):
     from sfda_nb import train
     root, imgs, labs = _embedded_folder(tmp_path)
     before = _snapshot(imgs)
-    src = models.source_checkpoint('synth_gta5', iters=20, data_root=str(root), verbose=False)
+    src = source_models.source_checkpoint('synth_gta5', iters=20, data_root=str(root), verbose=False)
     cfg = frozen_config(train.TrainConfig, dict(source_ckpt=str(src), target=f'folder:{imgs},size=native', iters=3, batch_size=2,
                                                 seed=0, threads=1, eval_max_images=4, out_dir=str(tmp_path/'run')))
     assert data.default_protocol(cfg.source, cfg.target) == 'cs19'  # the source's protocol; no protocol argument

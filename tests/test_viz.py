@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sfda_nb import metric, models, viz
+from sfda_nb import metric, models, viz, evaluation
 from sfda_nb.reliability import MetricReliability
 from sfda_nb.core import IGNORE, upsample
 
@@ -265,7 +265,7 @@ def test_diagnostics(setup, tmp_path):
     assert fig.axes[0].get_legend().texts[1].get_text().startswith('reliability (ECE ')
     # per-class IoU from EvalResults and a metrics.json record
     conf = torch.tensor([[5, 1, 0], [0, 4, 0], [0, 0, 0]])
-    ev = models.EvalResult(conf, ['road', 'car', 'sky'], 'toy3', 2)
+    ev = evaluation.EvalResult(conf, ['road', 'car', 'sky'], 'toy3', 2)
     rec = {'teacher': {'last': 70.0, 'last_per_class': {'road': 80.0, 'car': 60.0, 'sky': None}}, 'student': None,
            'class_names': ['road', 'car', 'sky'], 'source_only': ev.to_dict()}
     fig = viz.per_class_iou_bars({'source': ev, 'adapted': rec})

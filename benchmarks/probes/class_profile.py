@@ -4,12 +4,12 @@ source-only profile (GTA5 → Cityscapes, DeepLabV2-ResNet101 without adaptation
 
     python benchmarks/probes/class_profile.py [SOURCE_CKPT]
 
-With no argument it reads the default embedded source model from the cache (`models.source_checkpoint`, which
+With no argument it reads the default embedded source model from the cache (`source_models.source_checkpoint`, which
 trains it once if it is missing). Only the checkpoint's recorded evaluations are read; no evaluation is re-run.
 """
 import sys
 from pathlib import Path
-from sfda_nb import models
+from sfda_nb import models, source_models
 
 FIELD_SOURCE_ONLY = dict(zip(
     ['road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light', 'traffic sign', 'vegetation', 'terrain',
@@ -17,7 +17,7 @@ FIELD_SOURCE_ONLY = dict(zip(
     [75.8, 16.8, 77.2, 12.5, 21.0, 25.5, 30.1, 20.1, 81.3, 24.6, 70.3, 53.8, 26.4, 49.9, 17.2, 25.9, 6.5, 25.3, 36.0]))
 
 def main(path=None):
-    if path is None: path = models.source_checkpoint('synth_gta5', target='synth_cityscapes')
+    if path is None: path = source_models.source_checkpoint('synth_gta5', target='synth_cityscapes')
     meta = models.load_model(path, device='cpu')[1]
     src, tgt = (meta['evals'][k] for k in ('synth_gta5/val', 'synth_cityscapes/val'))
     print(f"source model {Path(path).name}: synth_gta5 val {src['miou']:.1f}, synth_cityscapes val {tgt['miou']:.1f} mIoU19\n")

@@ -5,10 +5,10 @@ source batch: does a photometrically robust source model change the picture?
 """
 import sys, json
 import torch
-from sfda_nb import models, classmix
+from sfda_nb import models, classmix, source_models
 
 kw, out = json.loads(sys.argv[1]), sys.argv[2]
-gen, fit = torch.Generator().manual_seed(0), models._fit_source
+gen, fit = torch.Generator().manual_seed(0), source_models.fit_supervised
 
 class Augmented:
     "The source batch stream with `classmix.strong_augment` applied to every image batch."
@@ -16,7 +16,7 @@ class Augmented:
     def __next__(self):
         b = dict(next(self.stream)); b['img'] = classmix.strong_augment(b['img'].float().div(255), gen); return b
 
-models._fit_source = lambda model, stream, *a: fit(model, Augmented(stream), *a)
-cfg = models.frozen_config(models.SourceConfig, {'source': 'synth_gta5', 'target': 'synth_cityscapes', 'threads': 1, 'out': out, **kw})
-m = torch.load(models.train_source(cfg, verbose=False), weights_only=True)
+source_models.fit_supervised = lambda model, stream, *a: fit(model, Augmented(stream), *a)
+cfg = models.frozen_config(source_models.SourceConfig, {'source': 'synth_gta5', 'target': 'synth_cityscapes', 'threads': 1, 'out': out, **kw})
+m = torch.load(source_models.train_source(cfg, verbose=False), weights_only=True)
 print('SOURCE', kw, out, {k: round(v['miou'], 1) for k, v in m['meta']['evals'].items()}, flush=True)
