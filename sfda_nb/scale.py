@@ -69,11 +69,11 @@ def environment(cfg) -> Optional[Dist]:
 
 # %% ../nbs/08_scale.ipynb #3f80c0f8
 @patch_to(Dist)
-def check_out_dir(self, out:Path, cfg) -> str:
-    "`train.check_out_dir` on rank 0; every rank gets its answer (or raises its error)."
+def on_main(self, fn, *args):
+    "`fn(*args)` on rank 0 (the run folder's check, say); every rank gets its answer (or raises its error)."
     res = None
     if self.is_main:
-        try: res = train.check_out_dir(out, cfg)
+        try: res = fn(*args)
         except Exception as e: res = e
     res = self.broadcast_object(res)
     if isinstance(res, Exception): raise res

@@ -15,7 +15,7 @@ from .core import (IGNORE, upsample, default_data_root, default_runs_root, seed_
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from . import data, models, metric, classmix, predict, evaluation, mean_teacher, source_models
+from . import data, synth, models, metric, classmix, predict, evaluation, mean_teacher, source_models
 from .mean_teacher import Teacher  # what the teacher says about a batch (chapter 02b: predict reads it too)
 from .reliability import RELIABILITY, Reliability, teacher_of  # the reliability strategies (chapter 03b)
 
@@ -519,7 +519,7 @@ class Local:
     rank, world, is_main = 0, 1, True
     def __init__(self, device): self.device = torch.device(device)
     def barrier(self): pass
-    def check_out_dir(self, out, cfg): return check_out_dir(out, cfg)
+    def on_main(self, fn, *args): return fn(*args)  # under torchrun: on rank 0, its answer (or error) on every rank
     def shard(self, ds, max_images:int=0): return ds  # evaluation caps itself (`eval_max_images`)
     def batch_stream(self, ds, batch_size, seed=0, start_iter=0, num_workers=0):
         return data.BatchStream(ds, batch_size, seed=seed, start_iter=start_iter, num_workers=num_workers)
@@ -793,7 +793,6 @@ def identity(cfg:TrainConfig) -> dict:
 def render_version(*datasets) -> Optional[int]:
     "The embedded renderer's version where the run reads a rendered dataset (it changes the pictures), else None."
     if not any(map(data.is_rendered, datasets)): return None
-    from sfda_nb import synth
     return synth.RENDER_VERSION
 
 # a parameter added later -> the value that reproduces the runs recorded before it existed
@@ -881,18 +880,20 @@ def source_model(cfg:TrainConfig, plan:Plan, protocol, root, device):
         raise ConfigError(f"source_ckpt {path} has {model.num_classes} classes but protocol {protocol.name} needs {protocol.num_classes}")
     return model, {'path': str(path), 'sha256': sha256_file(path), **meta}
 
-def open_target(cfg:TrainConfig, plan:Plan, env, root, protocol) -> tuple:
+def open_target(target:str,  # the target dataset's name
+                plan:Plan, env, root, protocol,
+                crop:tuple,  # the train stream's crop (H, W)
+                scale:tuple,  # its random rescaling range
+                size_mismatch:str) -> tuple:  # image/label pairs of different sizes: error | skip | resize
     "The target's unlabelled train stream dataset and its scored split; a missing real dataset fails before anything renders."
     def open_both():
-        train = data.get_dataset(cfg.target, 'train', root=root, protocol=protocol.name, mode='train', crop=cfg.crop,
-                                 scale=tuple(cfg.target_scale), pad=False, size_mismatch=cfg.size_mismatch)  # no black padding to pseudo-label
-        evals = data.get_dataset(cfg.target, plan.target.eval_split, root=root, protocol=protocol.name, mode='eval',
-                                 size_mismatch=cfg.size_mismatch)
+        train = data.get_dataset(target, 'train', root=root, protocol=protocol.name, mode='train', crop=crop,
+                                 scale=tuple(scale), pad=False, size_mismatch=size_mismatch)  # no black padding to pseudo-label
+        evals = data.get_dataset(target, plan.target.eval_split, root=root, protocol=protocol.name, mode='eval',
+                                 size_mismatch=size_mismatch)
         return train, evals
     first = None if plan.target.rendered else open_both()
-    if env.is_main and (plan.source.rendered or plan.target.rendered):
-        from sfda_nb import synth
-        synth.ensure_benchmark(root)
+    if env.is_main and (plan.source.rendered or plan.target.rendered): synth.ensure_benchmark(root)
     env.barrier()
     return first or open_both()
 
@@ -913,8 +914,9 @@ def prepare(cfg:TrainConfig, extra_cbs=(), env=None) -> Run:
     protocol = data.PROTOCOLS[data.default_protocol(cfg.source, cfg.target)]
     out = run_dir(cfg, plan)
     # before anything slow; nothing is written until the inputs are checked
-    resuming = env.check_out_dir(out, cfg) != 'new'
-    train_ds, eval_ds = open_target(cfg, plan, env, root, protocol)  # before any model is built or trained
+    resuming = env.on_main(check_out_dir, out, cfg) != 'new'
+    # before any model is built or trained
+    train_ds, eval_ds = open_target(cfg.target, plan, env, root, protocol, cfg.crop, cfg.target_scale, cfg.size_mismatch)
     if env.is_main: print(f"target {cfg.target}: {data.input_size(cfg.target)}")  # a folder is never resized in silence
     student, src_meta = source_model(cfg, plan, protocol, root, env.device)
     if env.is_main: out.mkdir(parents=True, exist_ok=True)
@@ -967,7 +969,7 @@ def run(cfg:TrainConfig, extra_cbs=(), env=None) -> dict:
     "Run one experiment end to end; return (and write) its metrics."
     t0, cfg = time.time(), with_preset(cfg)
     out = run_dir(cfg, resolve(cfg))
-    if (env or Local('cpu')).check_out_dir(out, cfg) == 'done':  # the same finished run: shown again, nothing re-run
+    if (env or Local('cpu')).on_main(check_out_dir, out, cfg) == 'done':  # the same finished run: shown again, nothing re-run
         if env is None or env.is_main:
             print(f"{out} holds this run, finished with the same parameters: its result is shown again (another out_dir or seed "
                   f"runs it afresh; resume=True with more iters continues it)")
