@@ -674,6 +674,7 @@ def plot_bars(summary:pd.DataFrame,  # `summarize(df)` output or results/<name>/
     "One panel per setting: the mean of `col` per method, with the sample std over seeds as error bars."
     s = summary if ablations else summary[~summary.ablation.astype(bool)]
     settings, extra = _settings(s), []
+    if not settings: raise ValueError("no runs to plot" + ('' if ablations else " but ablation runs: pass ablations=True"))
     fig, axes = _panels(len(settings))
     for ax, (src, tgt) in zip(axes, settings):
         d = s[(s.source == src) & (s.target == tgt)].copy()
@@ -865,13 +866,15 @@ def show_results(folder) -> bool:
     from IPython.display import Markdown, display
     import matplotlib.pyplot as plt
     display(Markdown((folder/'README.md').read_text()))
-    if (folder/'summary.csv').exists():
-        plot_bars(pd.read_csv(folder/'summary.csv'))
+    s = pd.read_csv(folder/'summary.csv') if (folder/'summary.csv').exists() else None
+    only_ablations = s is not None and bool(s.ablation.astype(bool).all())  # a folder of ablation runs: draw those
+    if s is not None:
+        plot_bars(s, ablations=only_ablations)
         plt.show()
     cs = pd.read_csv(folder/'curves.csv') if (folder/'curves.csv').exists() else None
     if cs is not None and len(cs):
-        for m in ('teacher_miou', 'loss'):
+        for m in ('teacher_miou', 'student_miou', 'loss'):
             if (cs.metric == m).any():
-                plot_curves(cs, m)
+                plot_curves(cs, m, ablations=only_ablations)
                 plt.show()
     return True
