@@ -25,22 +25,38 @@ def run_scores(run_dir:Path, max_images:int, taus=()):
     root = Path(cfg['data_root']) if cfg.get('data_root') else default_data_root()
     ds = data.get_dataset(cfg['target'], data.eval_split(cfg['target']), root=root, protocol=m['protocol'], mode='eval')
     keep = {'metric reliability': [], 'softmax confidence': [], '1 - normalised entropy': [], 'metric x confidence (ablation)': [],
-            **{f'metric reliability at tau {t} (ablation)': [] for t in taus}}; ok = []
+            **{f'metric reliability at tau {t} (ablation)': [] for t in taus}}; ok = []; cls = {'pseudo': [], 'label': []}
     for i in range(min(len(ds), max_images) if max_images else len(ds)):
         p = preds.get(ds, i); v = p.label != 255
         keep['metric reliability'].append(p.rel[v]); keep['softmax confidence'].append(p.conf[v])
         keep['1 - normalised entropy'].append(1 - p.entropy[v]); ok.append((p.pseudo == p.label)[v])
+        cls['pseudo'].append(p.pseudo[v]); cls['label'].append(p.label[v])
         keep['metric x confidence (ablation)'].append(p.rel[v] * p.conf[v])
         for t, pr in at_tau.items(): keep[f'metric reliability at tau {t} (ablation)'].append(pr.get(ds, i).rel[v])
-    return {k: np.concatenate(v) for k, v in keep.items()}, np.concatenate(ok), m
+    return {k: np.concatenate(v) for k, v in keep.items()}, np.concatenate(ok), m, {k: np.concatenate(v) for k, v in cls.items()}
+
+def per_class(scores:dict, ok, cls:dict, names, threshold:float=0.968) -> pd.DataFrame:
+    "Per pseudo-label class: its share of pixels and of the loss weight each score gives, and how much of the class it keeps."
+    rel, conf = scores['metric reliability'].astype(np.float64), scores['softmax confidence'].astype(np.float64)
+    pseudo, label = cls['pseudo'], cls['label']
+    rows = []
+    for c, name in enumerate(names):
+        m, g = pseudo == c, label == c
+        rows.append({'class': name, 'pixels (ground truth) %': 100 * g.mean(), 'pseudo-label precision %': 100 * ok[m].mean() if m.any() else np.nan,
+                     'mean metric reliability': rel[m].mean() if m.any() else np.nan, 'mean confidence': conf[m].mean() if m.any() else np.nan,
+                     'share of metric weight %': 100 * rel[m].sum() / rel.sum(), 'share of pixels (pseudo) %': 100 * m.mean(),
+                     'recall, metric ≥ 0.5 %': 100 * (g & m & (rel >= 0.5)).sum() / max(g.sum(), 1),
+                     f'recall, confidence ≥ {threshold} %': 100 * (g & m & (conf >= threshold)).sum() / max(g.sum(), 1)})
+    return pd.DataFrame(rows)
 
 def main():
     ap = argparse.ArgumentParser(); ap.add_argument('runs', nargs='+'); ap.add_argument('--max-images', type=int, default=0)
     ap.add_argument('--taus', default='0.03,0.3', help='other temperatures to read the metric network at (ablation rows; empty: none)')
     ap.add_argument('--out', default=str(Path(__file__).resolve().parents[1]/'results'/'reliability_auroc'))
-    a = ap.parse_args(); rows = []
+    a = ap.parse_args(); rows, classes = [], []
     for r in map(Path, a.runs):
-        scores, ok, m = run_scores(r, a.max_images, [float(t) for t in a.taus.split(',') if t])
+        scores, ok, m, cls = run_scores(r, a.max_images, [float(t) for t in a.taus.split(',') if t])
+        classes.append(per_class(scores, ok, cls, data.get_protocol(m['protocol']).class_names))
         t = viz.auroc_table(scores, ok).reset_index()
         t.insert(0, 'run', r.parent.name if r.name == 'out' else r.name); t.insert(1, 'seed', m['seed']); t['pseudo-label accuracy'] = ok.mean()
         rows.append(t); print(t.to_string(index=False), flush=True)
@@ -54,9 +70,18 @@ def main():
     body = ['| score | AUROC (mean ± std over runs) | mean score, right | mean score, wrong |', '| --- | --- | --- | --- |']
     for s, r in mean.iterrows():
         body.append(f"| {s} | {r[('auroc', 'mean')]:.3f} ± {np.nan_to_num(r[('auroc', 'std')]):.3f} | {r[('mean | right', 'mean')]:.3f} | {r[('mean | wrong', 'mean')]:.3f} |")
-    Path(a.out + '.md').write_text(head + '\n' + '\n'.join(body) + '\n\nPer run:\n\n' + experiments.to_markdown(df.round(3).set_index('run')) + '\n')
+    pc = pd.concat(classes).groupby('class', sort=False).mean()
+    pc = pc.round({c: 3 if c.startswith('mean ') else 1 for c in pc.columns})
+    pc_head = ("\n\nPer pseudo-label class (mean over runs): the class's share of the labelled pixels, the precision of its "
+               "pseudo-labels, the mean weight each score gives them, its share of the metric reliability's total weight against "
+               "its share of the pseudo-labels, and the share of the class's pixels a per-pixel cut keeps with the right label "
+               "(metric reliability ≥ 0.5; confidence ≥ 0.968, DACS's threshold). A class whose pixels the weighting keeps little "
+               "of is one the student is not taught.\n\n")
+    Path(a.out + '.md').write_text(head + '\n' + '\n'.join(body) + pc_head + experiments.to_markdown(pc)
+                                   + '\n\nPer run:\n\n' + experiments.to_markdown(df.round(3).set_index('run')) + '\n')
     Path(a.out + '.json').write_text(json.dumps({'runs': [str(r) for r in a.runs], 'rows': df.to_dict('records'),
-                                                 'mean_auroc': {s: float(r[('auroc', 'mean')]) for s, r in mean.iterrows()}}, indent=1))
+                                                 'mean_auroc': {s: float(r[('auroc', 'mean')]) for s, r in mean.iterrows()},
+                                                 'per_class': pc.reset_index().to_dict('records')}, indent=1))
     print(f"wrote {a.out}.md and .json")
 
 if __name__ == '__main__': main()
