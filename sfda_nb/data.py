@@ -181,10 +181,12 @@ SYNTHIA2TRAIN, SYNTHIA_KNOWN = _synthia_luts()  # SYNTHIA id → trainId (65536 
 
 # the other direction, what the embedded twins' label files are written from
 CS_ID = {l.name: l.id for l in cs_labels.labels if l.id >= 0}  # Cityscapes class name → label id
-CS_LABEL_PALETTE = np.zeros((256, 3), np.uint8)  # Cityscapes label id → its official colour (GTA5's label PNGs carry it)
+# Cityscapes label id → its official colour (GTA5's label PNGs carry it)
+CS_LABEL_PALETTE = np.zeros((256, 3), np.uint8)
 for _l in cs_labels.labels:
     if 0 <= _l.id < 256: CS_LABEL_PALETTE[_l.id] = _l.color
-CS_THINGS = [CS_ID[n] for n in ('person', 'rider', 'car', 'truck', 'bus', 'train', 'motorcycle', 'bicycle')]  # with instance ids
+# with instance ids
+CS_THINGS = [CS_ID[n] for n in ('person', 'rider', 'car', 'truck', 'bus', 'train', 'motorcycle', 'bicycle')]
 SYNTHIA_LANEMARKING = 22  # SYNTHIA's lane-marking class: on the road, read as ignore
 CS2SYNTHIA = np.zeros(256, np.uint16)  # Cityscapes label id → SYNTHIA id (0 = void)
 SYNTHIA2CS = np.zeros(1 << 16, np.uint8)  # SYNTHIA id → Cityscapes label id (the lane marks as road), for display
@@ -487,7 +489,8 @@ class CityscapesDataset(SegDataset):
         return self._with_labels(ims, lambda p: self.root/'gtFine'/split/p.parent.name/
                                  p.name.replace('_leftImg8bit.png', '_gtFine_labelIds.png'))
     def _name(self, path): return Path(path).name.removesuffix('_leftImg8bit.png')
-    twin_cities = dict(train=('aachen', 'bochum', 'bremen'), val=('frankfurt', 'lindau', 'munster'))  # the twin's file names
+    # the twin's file names
+    twin_cities = dict(train=('aachen', 'bochum', 'bremen'), val=('frankfurt', 'lindau', 'munster'))
     @classmethod
     def files(cls, split, i):
         cities = cls.twin_cities[split]

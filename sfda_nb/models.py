@@ -172,7 +172,8 @@ def save_model(path,  # where to write (atomically)
                protocol:Optional[str]=None) -> Path:  # protocol name; default: `model.protocol` if set
     "Save a model in sfda_nb's checkpoint format; return the path."
     model = unwrap(model)
-    if not hasattr(model, 'arch') and isinstance(getattr(model, 'model', None), nn.Module): model = model.model  # a teacher
+    # a teacher
+    if not hasattr(model, 'arch') and isinstance(getattr(model, 'model', None), nn.Module): model = model.model
     arch = getattr(model, 'arch', None)
     if arch not in ARCHS:
         raise ValueError(f"cannot save {type(model).__name__}: it has no known .arch ({arch!r}); build it with build_model or load_model")

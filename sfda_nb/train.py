@@ -969,7 +969,8 @@ def run(cfg:TrainConfig, extra_cbs=(), env=None) -> dict:
     "Run one experiment end to end; return (and write) its metrics."
     t0, cfg = time.time(), with_preset(cfg)
     out = run_dir(cfg, resolve(cfg))
-    if (env or Local('cpu')).on_main(check_out_dir, out, cfg) == 'done':  # the same finished run: shown again, nothing re-run
+    # the same finished run: shown again, nothing re-run
+    if (env or Local('cpu')).on_main(check_out_dir, out, cfg) == 'done':
         if env is None or env.is_main:
             print(f"{out} holds this run, finished with the same parameters: its result is shown again (another out_dir or seed "
                   f"runs it afresh; resume=True with more iters continues it)")
