@@ -19,9 +19,9 @@ import torch.nn.functional as F
 __all__ = ['IGNORE', 'REGISTRIES', 'UnsafeCheckpointError', 'CHECKPOINT_FORMATS', 'SegOutput', 'upsample', 'project_root',
            'default_data_root', 'default_runs_root', 'seed_everything', 'cpu_threads', 'get_device', 'parse_value',
            'parse_kv', 'Expected', 'ConfigError', 'DataError', 'DatasetMissing', 'UnreadableFile', 'frozen_config',
-           'config_dict', 'Param', 'Registry', 'Strategy', 'Context', 'strategy_params', 'check_param_groups',
-           'sha256_file', 'atomic_path', 'write_text_atomic', 'save_checkpoint', 'CheckpointError', 'load_checkpoint',
-           'checkpoint_diagnosis']
+           'config_dict', 'Param', 'Registry', 'Strategy', 'Context', 'Declared', 'strategy_params',
+           'check_param_groups', 'sha256_file', 'atomic_path', 'write_text_atomic', 'save_checkpoint',
+           'CheckpointError', 'load_checkpoint', 'checkpoint_diagnosis']
 
 # %% ../nbs/00_core.ipynb #02341021
 IGNORE = 255  # the ignore label of every label map in sfda_nb
@@ -190,8 +190,8 @@ class Registry(dict):
         def add(cls):
             known = strategy_params()
             for p in cls.params:
-                if p.name in known and known[p.name][0] != p:
-                    raise ValueError(f"{self.kind} {name!r} declares parameter {p.name!r}, which {known[p.name][1]} declares "
+                if p.name in known and known[p.name].param != p:
+                    raise ValueError(f"{self.kind} {name!r} declares parameter {p.name!r}, which {known[p.name].owner} declares "
                                      f"differently; choose another name")
             cls.name = name
             self[name] = cls
@@ -238,12 +238,18 @@ class Context(NamedTuple):
     num_classes: int  # classes of the run's protocol
     device: torch.device  # where its networks live
 
+class Declared(NamedTuple):
+    "A strategy parameter and who declares it."
+    param: Param
+    owner: str  # 'kind name', e.g. "reliability 'metric'"
+    module: str  # the module of the declaring class (sfda_nb's own, or a plugin's)
+
 def strategy_params() -> dict:
-    "name -> (`Param`, 'kind name') of every parameter a registered strategy declares, in registration order."
+    "name -> `Declared` of every parameter a registered strategy declares, in registration order (the first declarer owns it)."
     out = {}
     for reg in REGISTRIES:
         for n, cls in reg.items():
-            for p in cls.params: out.setdefault(p.name, (p, f"{reg.kind} {n!r}"))
+            for p in cls.params: out.setdefault(p.name, Declared(p, f"{reg.kind} {n!r}", cls.__module__))
     return out
 
 # %% ../nbs/00_core.ipynb #cd9add70

@@ -132,7 +132,7 @@ class MetricReliability(Reliability):
 # %% ../nbs/03b_reliability.ipynb #23bca6ca
 def defaults(**over) -> SimpleNamespace:
     "Every registered strategy's parameters at their defaults (`over` replaces some): a config a strategy can read."
-    return SimpleNamespace(**{**{k: p.default for k, (p, _) in strategy_params().items()}, **over})
+    return SimpleNamespace(**{**{k: d.param.default for k, d in strategy_params().items()}, **over})
 
 # %% ../nbs/03b_reliability.ipynb #a98d8c85
 def class_rank(score:torch.Tensor,   # N×H×W scores

@@ -97,13 +97,13 @@ class TrainConfig:
         for n, f in loop.items():
             if n != 'params': object.__setattr__(self, n, kw.get(n, f.default))
         given = {**(kw.get('params') or {}), **{k: v for k, v in kw.items() if k in own}}
-        object.__setattr__(self, 'params', {**{k: p.default for k, (p, _) in own.items()}, **given})
+        object.__setattr__(self, 'params', {**{k: d.param.default for k, d in own.items()}, **given})
 
     def __getattr__(self, name):
         "A strategy's parameter: its value here, else its default (a strategy registered after this config was made)."
         p = self.__dict__.get('params')
         if p is not None and name in p: return p[name]
-        if p is not None and name in (own := strategy_params()): return own[name][0].default
+        if p is not None and name in (own := strategy_params()): return own[name].param.default
         raise AttributeError(f"TrainConfig has no parameter {name!r}")
 
     @classmethod
@@ -112,7 +112,7 @@ class TrainConfig:
         load_plugins((params or {}).get('plugins', ''))
         hints = typing.get_type_hints(cls)
         return {**{k: hints[k] for k in cls.__dataclass_fields__ if k != 'params'},
-                **{k: p.type for k, (p, _) in strategy_params().items()}}
+                **{k: d.param.type for k, d in strategy_params().items()}}
 
 # %% ../nbs/05_train.ipynb #61caedaf
 class Field(NamedTuple):
@@ -138,13 +138,8 @@ def config_fields(cls=TrainConfig) -> list:
 
 def strategy_fields(builtin:bool=False) -> list:
     "A `Field` per strategy parameter, its owner named in the comment; `builtin`: only sfda_nb's own strategies (not plugins')."
-    return [Field(p.name, p.type.__name__, repr(p.default), f"{owner}: {p.comment}")
-            for p, owner in strategy_params().values() if not builtin or _owner_module(p.name).startswith('sfda_nb.')]
-
-def _owner_module(name:str) -> str:
-    "The module of the first registered strategy that declares parameter `name`."
-    from sfda_nb.core import REGISTRIES
-    return next(cls.__module__ for reg in REGISTRIES for cls in reg.values() if any(p.name == name for p in cls.params))
+    return [Field(d.param.name, d.param.type.__name__, repr(d.param.default), f"{d.owner}: {d.param.comment}")
+            for d in strategy_params().values() if not builtin or d.module.startswith('sfda_nb.')]
 
 def parameter_fields(builtin:bool=False) -> list:
     "Every parameter a run takes: the loop's fields, then every registered strategy's own (`builtin`: sfda_nb's only)."
