@@ -607,8 +607,8 @@ def _check_spec(name:str, spec:DatasetSpec):
         raise ConfigError(f"dataset {name!r}: eval_split={spec.eval_split!r} is not one of its labelled splits {spec.labelled}")
     if spec.rendered != (spec.real is not None) or (spec.rendered and spec.twin is not None):
         raise ConfigError(f"dataset {name!r}: a rendered twin names its real dataset (real=) and a real one its twin (twin=)")
-    if spec.rendered != bool(spec.render) or any(s not in spec.cls.splits for s in spec.render or ()):
-        raise ConfigError(f"dataset {name!r}: a rendered twin, and only one, lists the splits of its reader it is rendered in (render=)")
+    if spec.rendered and (not spec.render or any(s not in spec.cls.splits for s in spec.render)):
+        raise ConfigError(f"dataset {name!r}: a rendered twin lists the splits of its reader it is rendered in (render=)")
 
 def register_dataset(name:str,            # the registry name, e.g. 'mapillary'
                      spec:DatasetSpec,    # its row
